@@ -1,0 +1,3 @@
+from pimainteno.cli import main
+
+main()

@@ -1,0 +1,62 @@
+"""What every command receives: the configuration and the database, each loaded on first use."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pimainteno import config as config_mod
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+log = logging.getLogger("pimainteno")
+
+
+class App:
+    def __init__(self, config_path: str | None = None, db_path: str | None = None, verbosity: int = 0):
+        self.config_path = config_path
+        self.db_path = db_path
+        self.verbosity = verbosity
+
+    @cached_property
+    def config(self) -> config_mod.Config:
+        return config_mod.load(self.config_path)
+
+    @cached_property
+    def database_path(self) -> Path:
+        if self.db_path:
+            return Path(self.db_path).expanduser()
+        return self.config.database
+
+    @cached_property
+    def db(self) -> sqlite_utils.Database:
+        from pimainteno import db
+
+        return db.open_db(self.database_path)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.config.state_dir
+
+    def state_subdir(self, name: str) -> Path:
+        """A private directory under the state directory (created 0700 on first use)."""
+        path = self.state_dir / name
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
+
+def setup_logging(verbosity: int) -> None:
+    """Progress on stderr: plain lines for a terminal, no timestamps under systemd (journald adds them)."""
+    level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    under_systemd = bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
+    fmt = "%(message)s" if under_systemd or sys.stderr.isatty() else "pimainteno: %(message)s"
+    handler.setFormatter(logging.Formatter(fmt))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False

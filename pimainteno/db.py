@@ -1,0 +1,243 @@
+"""The one place that opens the database: WAL, busy timeout, foreign keys, named migrations.
+
+Tables are part of the user interface (Datasette shows them). Migrations are append-only: never
+rename, reorder or edit a shipped one; add a new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from pimainteno.errors import ToolError
+
+BUSY_TIMEOUT_MS = 15_000
+
+migrations = Migrations("pimainteno")
+
+
+def now() -> str:
+    """UTC ISO-8601 with milliseconds; sorts as text."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@migrations(name="001_initial")
+def _m001(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE projects (
+            name TEXT PRIMARY KEY, path TEXT NOT NULL, unit TEXT, remote TEXT, branch TEXT,
+            mode TEXT, provider TEXT, updated_at TEXT
+        );
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY, project TEXT NOT NULL, trigger TEXT NOT NULL,
+            failure_id INTEGER, started_at TEXT NOT NULL, finished_at TEXT, duration_s REAL,
+            status TEXT NOT NULL,       -- running, ok, nothing, failed, rejected, rolled_back,
+                                        -- interrupted, skipped
+            step TEXT,                  -- the last step reached
+            steps TEXT,                 -- JSON list of {step, outcome, seconds, detail}
+            proposal_id INTEGER, commit_sha TEXT, error TEXT, pid INTEGER
+        );
+        CREATE INDEX runs_project_started ON runs(project, started_at);
+        CREATE INDEX runs_started ON runs(started_at);
+        CREATE INDEX runs_status ON runs(status);
+        CREATE TABLE summaries (
+            id INTEGER PRIMARY KEY, project TEXT NOT NULL, head TEXT NOT NULL,
+            created_at TEXT NOT NULL, provider TEXT, text TEXT NOT NULL, llm_call_id INTEGER
+        );
+        CREATE INDEX summaries_project_created ON summaries(project, created_at);
+        CREATE TABLE proposals (
+            id INTEGER PRIMARY KEY, project TEXT NOT NULL, run_id INTEGER,
+            created_at TEXT NOT NULL, updated_at TEXT, base_head TEXT, provider TEXT,
+            reason TEXT, failure_id INTEGER,
+            status TEXT NOT NULL,       -- proposed, approved, rejected, applied, committed,
+                                        -- pushed, discarded, failed
+            status_reason TEXT, test_output TEXT,
+            files TEXT,                 -- JSON list of paths
+            added INTEGER, removed INTEGER, diff TEXT NOT NULL
+        );
+        CREATE INDEX proposals_project_created ON proposals(project, created_at);
+        CREATE INDEX proposals_status ON proposals(status);
+        CREATE TABLE commits (
+            id INTEGER PRIMARY KEY, project TEXT NOT NULL, run_id INTEGER, proposal_id INTEGER,
+            sha TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'patch',  -- patch or revert
+            message TEXT, author TEXT, created_at TEXT NOT NULL,
+            pushed_at TEXT, push_ref TEXT, push_error TEXT, reverted_by TEXT
+        );
+        CREATE INDEX commits_project_created ON commits(project, created_at);
+        CREATE TABLE failures (
+            id INTEGER PRIMARY KEY, project TEXT, unit TEXT NOT NULL, detected_at TEXT NOT NULL,
+            active_state TEXT, result TEXT, exit_code TEXT, exit_status INTEGER,
+            invocation_id TEXT, journal TEXT, source TEXT,   -- watch, sweep, on-failure
+            heal TEXT,                  -- queued, gave_up, none
+            run_id INTEGER
+        );
+        CREATE INDEX failures_project_detected ON failures(project, detected_at);
+        CREATE INDEX failures_unit_detected ON failures(unit, detected_at);
+        CREATE TABLE restarts (
+            id INTEGER PRIMARY KEY, project TEXT, unit TEXT NOT NULL, run_id INTEGER,
+            requested_at TEXT NOT NULL, finished_at TEXT,
+            outcome TEXT,               -- healthy, unhealthy, error
+            active_state TEXT, result TEXT, detail TEXT
+        );
+        CREATE INDEX restarts_project_requested ON restarts(project, requested_at);
+        CREATE TABLE llm_calls (
+            id INTEGER PRIMARY KEY, project TEXT, run_id INTEGER, provider TEXT NOT NULL,
+            purpose TEXT NOT NULL,      -- summary, patch, commit-message
+            model TEXT, started_at TEXT NOT NULL, duration_s REAL, exit_status INTEGER,
+            outcome TEXT,               -- ok, failed, timeout, error
+            thread_id TEXT, input_tokens INTEGER, cached_tokens INTEGER,
+            output_tokens INTEGER, reasoning_tokens INTEGER, prompt_bytes INTEGER, error TEXT
+        );
+        CREATE INDEX llm_calls_project_started ON llm_calls(project, started_at);
+        CREATE INDEX llm_calls_started ON llm_calls(started_at);
+        CREATE TABLE triggers (
+            id INTEGER PRIMARY KEY, project TEXT, kind TEXT,   -- run, heal, apply
+            source TEXT,                -- cli, hook, dashboard, timer, watch, on-failure
+            reason TEXT, failure_id INTEGER, proposal_id INTEGER,
+            requested_at TEXT, consumed_at TEXT, run_id INTEGER,
+            status TEXT,                -- done, failed, malformed
+            file TEXT, detail TEXT
+        );
+        CREATE INDEX triggers_project_requested ON triggers(project, requested_at);
+        CREATE TABLE status (key TEXT PRIMARY KEY, value TEXT, updated_at TEXT NOT NULL);
+        """
+    )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+_migrated: set[str] = set()
+
+
+def open_db(path: str | os.PathLike[str]) -> sqlite_utils.Database:
+    """Open (creating atomically if needed) and migrate the database, once per process."""
+    path = Path(path)
+    try:
+        if not path.exists():
+            _create(path)
+        db = sqlite_utils.Database(_connect(path))
+        key = str(path.resolve())
+        if key not in _migrated:
+            if migrations.pending(db):
+                # Serialise upgrades between processes; a fresh file was migrated before it appeared.
+                with _file_lock(path.with_name(path.name + ".migrate.lock")):
+                    migrations.apply(db)
+            _migrated.add(key)
+        return db
+    except sqlite3.DatabaseError as e:
+        raise ToolError(f"database {path}: {e}; check the file or point --db elsewhere") from None
+    except OSError as e:
+        raise ToolError(f"database {path}: {e.strerror or e}; check the directory's permissions") from None
+
+
+def _create(path: Path) -> None:
+    """Build a migrated database under a temporary name, then link it into place (never over one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    os.close(fd)
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        migrations.apply(sqlite_utils.Database(conn))
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        with contextlib.suppress(FileExistsError):  # another process won the race; its file is as good
+            os.link(tmp, path)
+    finally:
+        for leftover in (tmp, tmp + "-wal", tmp + "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """A write transaction that takes the write lock up front (no read-to-write upgrade races)."""
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")
+
+
+def insert(db: sqlite_utils.Database, table: str, row: dict[str, Any]) -> int:
+    """Insert one row and return its id."""
+    cursor = db.conn.execute(
+        f"INSERT INTO [{table}] ({', '.join(f'[{k}]' for k in row)}) VALUES ({', '.join('?' * len(row))})",
+        [_value(v) for v in row.values()],
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def update(db: sqlite_utils.Database, table: str, row_id: int, values: dict[str, Any]) -> None:
+    db.conn.execute(
+        f"UPDATE [{table}] SET {', '.join(f'[{k}] = ?' for k in values)} WHERE id = ?",
+        [*(_value(v) for v in values.values()), row_id],
+    )
+
+
+def _value(v: Any) -> Any:
+    if isinstance(v, (list, tuple, dict)):
+        return json.dumps(v)
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def set_status(db: sqlite_utils.Database, key: str, value: str) -> None:
+    db.conn.execute(
+        "INSERT INTO status (key, value, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        [key, value, now()],
+    )
+
+
+def get_status(db: sqlite_utils.Database) -> dict[str, dict[str, str]]:
+    return {
+        r[0]: {"value": r[1], "updated_at": r[2]}
+        for r in db.conn.execute("SELECT key, value, updated_at FROM status ORDER BY key")
+    }
+
+
+def sync_projects(db: sqlite_utils.Database, projects: Any, default_provider: str) -> None:
+    """Mirror the configured projects into the `projects` table for the dashboard."""
+    stamp = now()
+    with transaction(db):
+        for p in projects:
+            db.conn.execute(
+                "INSERT INTO projects (name, path, unit, remote, branch, mode, provider, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET path = excluded.path, "
+                "unit = excluded.unit, remote = excluded.remote, branch = excluded.branch, "
+                "mode = excluded.mode, provider = excluded.provider, updated_at = excluded.updated_at",
+                [p.name, str(p.path), p.unit, p.remote, p.branch, p.mode, p.provider or default_provider, stamp],
+            )

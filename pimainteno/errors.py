@@ -1,0 +1,39 @@
+"""Expected failures and their exit codes (documented in docs/commands.md).
+
+Library modules raise these; the CLI turns them into one ``Error: ...`` line.
+"""
+
+# Exit codes: few and distinct.
+OK = 0
+UNEXPECTED = 1  # a bug: one line on stderr, the traceback in the log file
+USAGE = 2  # click's own code for a bad command line
+BAD_INPUT = 3  # broken config, unknown project, rejected patch, dirty tree in the way
+TOOL_FAILED = 4  # git, codex, a fixer, systemd or the database failed
+VALIDATION_FAILED = 5  # the project's tests failed on a patch, or the unit is unhealthy
+INTERRUPTED = 130
+
+
+class PimaintenoError(Exception):
+    """An expected failure with a one-line message that says what to do next."""
+
+    exit_code = BAD_INPUT
+
+
+class InputError(PimaintenoError):
+    exit_code = BAD_INPUT
+
+
+class ConfigError(InputError):
+    pass
+
+
+class PatchRejected(InputError):
+    pass
+
+
+class ToolError(PimaintenoError):
+    exit_code = TOOL_FAILED
+
+
+class ValidationFailed(PimaintenoError):
+    exit_code = VALIDATION_FAILED

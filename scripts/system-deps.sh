@@ -1,0 +1,21 @@
+#!/bin/sh
+# Install the Debian packages the tests and the demo need, only those missing.
+# Needs root (or sudo); prints what it installs. Safe to run again.
+set -eu
+
+missing=""
+want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || missing="$missing $1"; }
+
+for pkg in git libsystemd-dev pkg-config chromium systemd dbus util-linux; do want "$pkg"; done
+command -v npm >/dev/null 2>&1 || want npm
+command -v node >/dev/null 2>&1 || want nodejs
+python3 -c 'import ensurepip, venv' 2>/dev/null || want python3-venv
+
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+  echo "system-deps: need root to install:$missing" >&2; exit 1
+fi
+echo "system-deps: installing$missing" >&2
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
