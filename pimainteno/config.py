@@ -62,6 +62,8 @@ class PatchPolicy:
         ".git/**",
         ".github/workflows/**",
         ".gitlab-ci.yml",
+        ".gitmodules",
+        ".gitattributes",
         ".env",
         ".env.*",
         "**/*.pem",
