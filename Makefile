@@ -36,11 +36,9 @@ test: deps lint
 docs: $(VENV)/.installed
 	$(PY) -m cogapp -I docs -r docs/commands.md
 
-# Until the pipeline lands, the demo stops at init + status on a throwaway folder.
+# Offline, no API key: a sample project, the ruff fixer, its tests, a local bare remote.
 demo: $(VENV)/.installed
-	@d=$$(mktemp -d) && git init -q -b main $$d/app && PIMAINTENO_STATE_DIR=$$d/state $(VENV)/bin/pimainteno init $$d/app \
-	  && PIMAINTENO_STATE_DIR=$$d/state $(VENV)/bin/pimainteno --config $$d/app/PiMainteno.toml projects \
-	  && PIMAINTENO_STATE_DIR=$$d/state $(VENV)/bin/pimainteno --config $$d/app/PiMainteno.toml status
+	$(VENV)/bin/pimainteno demo
 
 bench: deps
 	$(PY) bench/run.py

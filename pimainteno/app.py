@@ -39,6 +39,16 @@ class App:
 
         return db.open_db(self.database_path)
 
+    def project(self, name: str) -> config_mod.Project:
+        """A configured project whose path is a usable git repository, or a one-line error."""
+        project = self.config.project(name)
+        problem = config_mod.check_project_path(project)
+        if problem:
+            from pimainteno.errors import InputError
+
+            raise InputError(f"{problem}; fix its path in {self.config.path}")
+        return project
+
     @property
     def state_dir(self) -> Path:
         return self.config.state_dir

@@ -105,6 +105,128 @@ def status(app: App, json_: bool) -> None:
     print_json(report) if json_ else cmd.print_status(report)
 
 
+@cli.command()
+@click.argument("project")
+@click.option("--force", is_flag=True, help="Ask again even if HEAD has not changed.")
+@json_option
+@click.pass_obj
+def summarize(app: App, project: str, force: bool, json_: bool) -> None:
+    """Print the project's summary (cached by HEAD) and write its summary file."""
+    from pimainteno.commands import summarize as cmd
+
+    proj = app.project(project)
+    text, cached = cmd.summarize(app, proj, force=force)
+    print_json({"project": proj.name, "cached": cached, "summary": text}) if json_ else click.echo(text)
+
+
+@cli.command()
+@click.argument("project")
+@click.option("--reason", help="Why a change is wanted (always asks the provider).")
+@click.option(
+    "--failure", "failure_id", type=int, metavar="ID", help="A recorded failure to fix (its journal goes along)."
+)
+@click.pass_obj
+def propose(app: App, project: str, reason: str | None, failure_id: int | None) -> None:
+    """Print a patch for the project on stdout (empty: nothing to propose)."""
+    from pimainteno.commands import propose as cmd
+    from pimainteno.patch import format_patch
+
+    proposal = cmd.propose(app, app.project(project), reason=reason, failure_id=failure_id)
+    if proposal:
+        click.echo(format_patch(proposal.diff, proposal.project, proposal.id), nl=False)
+
+
+@cli.command()
+@click.argument("patch_file", metavar="[FILE|-]", required=False)
+@click.option("--project", "project_name", metavar="P", help="The project (default: named in the patch).")
+@click.option("--proposal", "proposal_id", type=int, metavar="N", help="Apply stored proposal N.")
+@click.option("--check", "check_only", is_flag=True, help="Only validate; change nothing.")
+@click.pass_obj
+def apply(
+    app: App, patch_file: str | None, project_name: str | None, proposal_id: int | None, check_only: bool
+) -> None:
+    """Validate a patch and apply it to the project's working tree (staged)."""
+    from pimainteno.commands import apply as cmd
+
+    text = None
+    if proposal_id is None:
+        if patch_file in (None, "-"):
+            if patch_file is None and sys.stdin.isatty():
+                raise click.UsageError("no patch: pass FILE, - for stdin, or --proposal N")
+            text = sys.stdin.read()
+        else:
+            try:
+                text = Path(patch_file).read_text(encoding="utf-8", errors="surrogateescape")
+            except OSError as e:
+                raise errors.InputError(f"cannot read patch {patch_file}: {e.strerror}") from None
+    cmd.apply(app, text, project_name=project_name, proposal_id=proposal_id, check_only=check_only)
+
+
+@cli.command()
+@click.argument("project")
+@click.option("-m", "--message", help="Use this message instead of asking the provider.")
+@json_option
+@click.pass_obj
+def commit(app: App, project: str, message: str | None, json_: bool) -> None:
+    """Commit the applied patch with a model-written message."""
+    from pimainteno.commands import commit as cmd
+
+    done = cmd.commit(app, app.project(project), message=message)
+    print_json(done.__dict__) if json_ else click.echo(f"{done.sha} {done.message.splitlines()[0]}")
+
+
+@cli.command()
+@click.argument("project")
+@click.pass_obj
+def push(app: App, project: str) -> None:
+    """Fast-forward push HEAD to the configured remote and branch (never forced)."""
+    from pimainteno.commands import push as cmd
+
+    proj = app.project(project)
+    ref = cmd.push(app, proj)
+    click.echo(f"pushed {proj.name} to {proj.remote} {ref}", err=True)
+
+
+@cli.command()
+@click.argument("projects", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every configured project.")
+@click.option("--trigger", default="cli", show_default=True, help="What started the run (recorded).")
+@click.option("--failure", "failure_id", type=int, metavar="ID", help="Heal: propose a fix for this failure.")
+@click.option("--reason", help="Why a change is wanted (always asks the provider).")
+@json_option
+@click.pass_obj
+def run(app: App, projects: tuple[str, ...], all_: bool, trigger: str, failure_id: int | None, reason: str | None,
+        json_: bool) -> None:  # fmt: skip
+    """Run the whole chain: summarize, propose, validate, apply, commit, push."""
+    from pimainteno.commands import run as cmd
+
+    if bool(projects) == all_:
+        raise click.UsageError("name projects or pass --all (not both)")
+    names = [p.name for p in app.config.projects] if all_ else list(projects)
+    outcomes = []
+    for name in names:
+        try:
+            outcome = cmd.run_project(app, app.project(name), trigger=trigger, failure_id=failure_id, reason=reason)
+        except errors.PimaintenoError as e:
+            if not all_:
+                raise
+            outcome = cmd.RunOutcome(name, "failed", error=str(e))
+        outcomes.append(outcome)
+        click.echo(cmd.as_json(outcome) if json_ else cmd.summary_line(outcome))
+    click.get_current_context().exit(cmd.exit_code(outcomes))
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.pass_obj
+def demo(app: App, directory: str | None) -> None:
+    """Run the whole chain offline on a throwaway sample project."""
+    from pimainteno.commands import demo as cmd
+
+    code = cmd.demo(Path(directory) if directory else None, app.verbosity)
+    click.get_current_context().exit(code)
+
+
 def _log_file() -> Path:
     from pimainteno.config import default_state_dir
 

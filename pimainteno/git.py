@@ -69,6 +69,14 @@ def current_branch(repo: Path) -> str | None:
     return out or None
 
 
+def is_ancestor(repo: Path, sha: str, rev: str = "HEAD") -> bool:
+    try:
+        git(repo, "merge-base", "--is-ancestor", sha, rev)
+    except GitError:
+        return False
+    return True
+
+
 def git_dir(repo: Path, common: bool = False) -> Path:
     flag = "--git-common-dir" if common else "--git-dir"
     return (repo / git(repo, "rev-parse", flag).strip()).resolve()
@@ -104,6 +112,12 @@ def exclude_locally(repo: Path, path: str) -> None:
 
 
 # --- worktrees -----------------------------------------------------------------------------------
+
+
+def reset_worktree(worktree: Path) -> None:
+    """Undo whatever a command did to a worktree: tracked files restored, untracked ones removed."""
+    git(worktree, "reset", "--quiet", "--hard")
+    git(worktree, "clean", "-fdq")
 
 
 def _worktree_root(state_dir: Path) -> Path:
@@ -165,9 +179,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# Caches that tools leave behind in a worktree are never part of a patch.
+JUNK = ("**/__pycache__/**", "**/*.pyc", "**/.pytest_cache/**", "**/.mypy_cache/**", "**/.ruff_cache/**",
+        "**/node_modules/**")  # fmt: skip
+
+
 def worktree_diff(worktree: Path) -> str:
     """Everything changed in the worktree against its HEAD, new files included, as one patch."""
-    git(worktree, "add", "--all")
+    git(worktree, "add", "--all", "--", ".", *(f":(exclude,glob){p}" for p in JUNK))
     return git(
         worktree, "-c", "core.quotepath=off", "diff", "--cached", "--binary", "--no-color", "--no-ext-diff", "HEAD"
     )

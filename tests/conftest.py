@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.conftest_codex"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 GIT_ENV = {
