@@ -79,3 +79,22 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
         text=True,
         timeout=300,
     )
+
+
+# Tests that need root or a tool (codex, chromium, systemd) skip elsewhere with a reason; in CI
+# (CI set in the environment) every one of them must run, so a skip fails the session.
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skipped.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("CI") and _skipped and exitstatus == 0:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter:
+            reporter.write_line("CI: these tests were skipped but must run in CI:\n  " + "\n  ".join(_skipped[:20]))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
