@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.conftest_codex"]
+pytest_plugins = ["tests.conftest_codex", "tests.conftest_systemd"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
