@@ -227,6 +227,68 @@ def demo(app: App, directory: str | None) -> None:
     click.get_current_context().exit(code)
 
 
+@cli.command()
+@click.argument("project")
+@click.option("--reason", help="Why a change is wanted (recorded; the run then always asks the provider).")
+@click.option(
+    "--kind",
+    type=click.Choice(["run", "heal", "apply", "reject"]),
+    help="What to run [default: run; heal with --failure, apply with --proposal].",
+)
+@click.option("--failure", "failure_id", type=int, metavar="ID", help="Heal: the recorded failure to fix.")
+@click.option("--proposal", "proposal_id", type=int, metavar="N", help="Apply (or reject) stored proposal N.")
+@click.option("--source", default="cli", hidden=True, help="Who asks: cli, hook, dashboard, timer, watch, on-failure.")
+@json_option
+@click.pass_obj
+def enqueue(app: App, project: str, reason: str | None, kind: str | None, failure_id: int | None,
+            proposal_id: int | None, source: str, json_: bool) -> None:  # fmt: skip
+    """Queue a run of the project for `drain` (fast; never opens the database)."""
+    from pimainteno.commands import enqueue as cmd
+
+    path, merged, kind = cmd.enqueue(app, project, kind=kind, source=source, reason=reason, failure_id=failure_id,
+                                     proposal_id=proposal_id)  # fmt: skip
+    if json_:
+        print_json({"project": project, "kind": kind, "file": str(path), "merged": merged})
+
+
+@cli.command()
+@click.option("--follow", is_flag=True, help="Keep draining (every second) until Ctrl-C, for machines without systemd.")
+@json_option
+@click.pass_obj
+def drain(app: App, follow: bool, json_: bool) -> None:
+    """Run every queued trigger, oldest first, and record each one."""
+    import json
+
+    from pimainteno.commands import drain as cmd
+
+    cmd.drain(app, follow=follow, on_record=(lambda r: click.echo(json.dumps(r))) if json_ else cmd.print_record)
+
+
+@cli.command("install-hook")
+@click.argument("project")
+@click.pass_obj
+def install_hook(app: App, project: str) -> None:
+    """Install the git post-merge hook that queues a run after each pull."""
+    from pimainteno.commands import hooks as cmd
+
+    proj = app.project(project)
+    if app.config.path is None:
+        raise errors.InputError("install-hook needs a configuration file (--config) for the hook to use")
+    click.echo(cmd.describe(cmd.install_hook(proj, app.config.path), True, proj.name), err=True)
+
+
+@cli.command("uninstall-hook")
+@click.argument("project")
+@click.pass_obj
+def uninstall_hook(app: App, project: str) -> None:
+    """Remove the post-merge hook and restore the one it replaced."""
+    from pimainteno.commands import hooks as cmd
+
+    proj = app.project(project)
+    config_path = app.config.path or Path(".")
+    click.echo(cmd.describe(cmd.uninstall_hook(proj, config_path), False, proj.name), err=True)
+
+
 def _log_file() -> Path:
     from pimainteno.config import default_state_dir
 

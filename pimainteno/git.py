@@ -18,8 +18,9 @@ from pimainteno.errors import ToolError
 log = logging.getLogger("pimainteno")
 
 DEFAULT_TIMEOUT = 120.0
-# Never wait for a password prompt; parse git's messages in one language.
-_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
+# Never wait for a password prompt; parse git's messages in one language; and tell our own
+# post-merge hook that this merge is pimainteno's, so it does not queue another run.
+_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0", "PIMAINTENO_ACTIVE": "1"}
 
 
 class GitError(ToolError):

@@ -1,0 +1,228 @@
+"""`pimainteno drain [--follow]`: run every queued trigger, oldest first, and record each one.
+
+The one executor of the queue: the hook, the dashboard, timers and `watch` only drop triggers
+(pimainteno/queue.py); this runs them with `run_project`, one at a time, recording each in the
+`triggers` table. Two drains at once never run one trigger twice (a trigger is claimed by an
+atomic rename), and the trigger of a drain that was killed is run again by the next drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pimainteno import queue
+from pimainteno.app import App
+from pimainteno.errors import ConfigError, PimaintenoError
+from pimainteno.queue import MalformedTrigger, Trigger
+
+log = logging.getLogger("pimainteno")
+
+# Set while pimainteno itself runs git: the post-merge hook then queues nothing (no run → merge → run loop).
+GUARD = "PIMAINTENO_ACTIVE"
+HEARTBEAT = 60.0  # seconds between `drain.status` updates of an idle follower
+
+
+@dataclass
+class Outcome:
+    """What an action did: the shape of run.RunOutcome that the `triggers` table records."""
+
+    status: str
+    run_id: int | None = None
+    error: str | None = None
+
+
+Action = Callable[[App, Trigger], Any]  # returns an Outcome or a run.RunOutcome
+
+
+def dispatch(app: App, trigger: Trigger) -> Any:
+    """Run what a trigger asks for: a run, a heal, applying or rejecting a stored proposal."""
+    if trigger.kind == "reject":
+        return reject_proposal(app, trigger)
+    from plumbum import local
+
+    from pimainteno.commands.run import run_project
+
+    # plumbum (git.py) copied the environment when it was imported: os.environ alone would not reach git.
+    with local.env(**{GUARD: "1"}):
+        return run_project(
+            app,
+            app.project(trigger.project),
+            trigger=trigger.source,
+            reason=trigger.reason,
+            failure_id=trigger.failure_id if trigger.kind == "heal" else None,
+            proposal_id=trigger.proposal_id if trigger.kind == "apply" else None,
+        )
+
+
+def reject_proposal(app: App, trigger: Trigger) -> Outcome:
+    """The dashboard's Reject button: mark a proposal that has not landed as rejected by the user."""
+    from pimainteno import db as dbm
+
+    with dbm.transaction(app.db):
+        row = app.db.execute(
+            "SELECT status FROM proposals WHERE id = ? AND project = ?", [trigger.proposal_id, trigger.project]
+        ).fetchone()
+        if row is None:
+            return Outcome("failed", error=f"no proposal #{trigger.proposal_id} for {trigger.project}")
+        if row[0] not in ("proposed", "approved"):
+            return Outcome(
+                "failed", error=f"proposal #{trigger.proposal_id} is {row[0]}; only a waiting one can be rejected"
+            )
+        app.db.execute(
+            "UPDATE proposals SET status = 'rejected', status_reason = 'rejected on the dashboard', updated_at = ? "
+            "WHERE id = ?",
+            [dbm.now(), trigger.proposal_id],
+        )
+    return Outcome("rejected")
+
+
+@contextmanager
+def _guarded() -> Iterator[None]:
+    before = os.environ.get(GUARD)
+    os.environ[GUARD] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(GUARD, None)
+        else:
+            os.environ[GUARD] = before
+
+
+def drain(
+    app: App,
+    *,
+    follow: bool = False,
+    poll: float = 1.0,
+    action: Action = dispatch,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Consume the queue (with `follow`, until interrupted); returns the `triggers` rows written."""
+    queue_dir = app.config.queue_dir
+    records: list[dict[str, Any]] = []
+    if not follow and not queue_dir.is_dir():
+        log.info("the queue is empty (%s does not exist)", queue_dir)
+        return records
+    app.db  # noqa: B018 - open and migrate before claiming anything
+    claim = queue.Claim(queue_dir)
+    beat = 0.0
+    try:
+        with _guarded():
+            while True:
+                done = 0
+                for path, item in _next(claim, queue_dir):
+                    record = _consume(app, claim, path, item, action)
+                    done += 1
+                    if not follow:  # a follower runs for weeks: it reports through on_record only
+                        records.append(record)
+                    if on_record:
+                        on_record(record)
+                if done or time.monotonic() - beat > HEARTBEAT:
+                    what = f"following the queue (pid {os.getpid()})" if follow else "drained the queue"
+                    _heartbeat(app, f"{what}; {done} trigger(s) consumed in the last pass")
+                    beat = time.monotonic()
+                if not follow:
+                    break
+                time.sleep(poll)
+    finally:
+        claim.close()
+    if not records and not follow:
+        log.info("the queue is empty")
+    return records
+
+
+def _heartbeat(app: App, text: str) -> None:
+    from pimainteno import db as dbm
+
+    dbm.set_status(app.db, "drain.status", text)  # the dashboard's Queue card shows it with its age
+
+
+def _next(claim: queue.Claim, queue_dir: Path) -> Iterator[tuple[Path, Trigger | MalformedTrigger]]:
+    """Claimed triggers one at a time: those of dead drains first, then the oldest pending, re-read each time."""
+    yield from claim.take_over_dead()
+    while True:
+        for path, item in queue.scan(queue_dir):
+            claimed = claim.take(path)
+            if claimed is not None:
+                yield claimed, item if isinstance(item, MalformedTrigger) else _reread(claimed)
+                break
+        else:
+            return
+
+
+def _reread(path: Path) -> Trigger | MalformedTrigger:
+    # The file may have been merged between scan and claim: what runs is what was claimed.
+    try:
+        return queue.parse_trigger(path.read_bytes())
+    except MalformedTrigger as e:
+        return e
+
+
+def _consume(
+    app: App, claim: queue.Claim, path: Path, item: Trigger | MalformedTrigger, action: Action
+) -> dict[str, Any]:
+    from pimainteno import db as dbm
+
+    consumed_at = dbm.now()
+    if isinstance(item, Trigger):
+        try:
+            app.config.project(item.project)
+        except ConfigError as e:
+            item = MalformedTrigger(str(e))
+    if isinstance(item, MalformedTrigger):
+        moved = queue.reject(claim.queue_dir, path, str(item))
+        log.warning("moved %s aside to %s: %s", path.name, moved.parent, item)
+        row = _fields_if_any(moved)
+        row.update(consumed_at=consumed_at, status="malformed", file=path.name, detail=str(item))
+    else:
+        log.info("%s: %s from %s (%s)", item.project, item.kind, item.source, path.name)
+        try:
+            outcome = action(app, item)
+            status = "failed" if outcome.status == "failed" else "done"
+            detail = outcome.status + (f": {outcome.error}" if outcome.error else "")
+            run_id = outcome.run_id
+        except PimaintenoError as e:
+            status, detail, run_id = "failed", str(e), None
+        except Exception as e:  # a bug in one action must not stop the queue; the log keeps the traceback
+            log.error("%s: unexpected %s: %s", path.name, type(e).__name__, e, exc_info=app.verbosity > 0)
+            status, detail, run_id = "failed", f"unexpected {type(e).__name__}: {e}", None
+        if item.attempts:
+            detail += f" (attempt {item.attempts + 1}; an earlier drain died running it)"
+        row = {
+            "project": item.project, "kind": item.kind, "source": item.source, "reason": item.reason,
+            "failure_id": item.failure_id, "proposal_id": item.proposal_id, "requested_at": item.requested_at,
+            "consumed_at": consumed_at, "run_id": run_id, "status": status, "file": path.name, "detail": detail,
+        }  # fmt: skip
+    with dbm.transaction(app.db):
+        row["id"] = dbm.insert(app.db, "triggers", row)
+    if isinstance(item, Trigger):
+        os.unlink(path)  # only once recorded: a drain killed before this runs the trigger again
+    return row
+
+
+def _fields_if_any(moved: Path) -> dict[str, Any]:
+    """What can still be read from a malformed file (its project, kind...) for the record."""
+    import json
+
+    try:
+        data = json.loads(moved.read_bytes()[: queue.MAX_BYTES]) if moved.is_file() else {}
+    except (OSError, ValueError):
+        data = {}
+    if not isinstance(data, dict):
+        return {}
+    keep = ("project", "kind", "source", "reason", "requested_at")
+    return {k: data[k] for k in keep if isinstance(data.get(k), str)}
+
+
+def print_record(r: dict[str, Any]) -> None:
+    run = f" run #{r['run_id']}" if r.get("run_id") else ""
+    print(f"{r.get('project') or '?'}: {r.get('kind') or '?'} from {r.get('source') or '?'} — {r['status']}{run}: {r['detail']}",
+          file=sys.stderr)  # fmt: skip
