@@ -228,6 +228,22 @@ def demo(app: App, directory: str | None) -> None:
 
 
 @cli.command()
+@click.option("--host", metavar="HOST", help="Address to listen on [default: the config's [web] host, 127.0.0.1].")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    help="Port [default: the config's [web] port, 8001; 0: any free].",
+)
+@click.pass_obj
+def dashboard(app: App, host: str | None, port: int | None) -> None:
+    """Serve the dashboard: Datasette on the database with the pimainteno plugin."""
+    from pimainteno.commands import dashboard as cmd
+
+    cmd.dashboard(app, host, port)
+
+
+@cli.command()
 @click.argument("project")
 @click.option("--reason", help="Why a change is wanted (recorded; the run then always asks the provider).")
 @click.option(
