@@ -290,7 +290,9 @@ def install_hook(app: App, project: str) -> None:
     proj = app.project(project)
     if app.config.path is None:
         raise errors.InputError("install-hook needs a configuration file (--config) for the hook to use")
-    click.echo(cmd.describe(cmd.install_hook(proj, app.config.path), True, proj.name), err=True)
+    click.echo(
+        cmd.describe(cmd.install_hook(proj, app.config.path, queue_dir=app.config.queue_dir), True, proj.name), err=True
+    )
 
 
 @cli.command("uninstall-hook")

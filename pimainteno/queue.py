@@ -10,8 +10,8 @@ Layout of the queue directory (created 0700):
 Everything but pending triggers has a dot-name, so `status` (which counts `*.json`) and systemd's
 `DirectoryNotEmpty=` (which ignores hidden entries) only see pending work.
 
-Only the standard library (and pimainteno.errors) is imported: the git hook runs `python -m pimainteno.queue`, whose cost is
-Python's start-up, the configuration and this module (no click, no database).
+Only the standard library (and pimainteno.errors) is imported, so the web process can enqueue
+cheaply. The git hook writes the same format in plain sh (pimainteno/templates/post-merge).
 """
 
 from __future__ import annotations
@@ -21,13 +21,12 @@ import fcntl
 import json
 import os
 import re
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pimainteno.errors import InputError, PimaintenoError, ToolError
+from pimainteno.errors import InputError, ToolError
 
 KINDS = ("run", "heal", "apply", "reject")
 SOURCES = ("cli", "hook", "dashboard", "timer", "watch", "on-failure")
@@ -340,52 +339,3 @@ class Claim:
                 os.unlink(self.dir / ".lock")
                 self.dir.rmdir()
         os.close(self._lock)
-
-
-# --- the git hook's fast path: `python -m pimainteno.queue --config FILE enqueue PROJECT ...` ----------
-
-
-def main(argv: list[str]) -> int:
-    """The subset of `pimainteno [--config FILE] enqueue PROJECT [--source S] [--reason R]` the hook uses."""
-    from pimainteno.config import load
-
-    opts: dict[str, str | None] = {"--config": None, "--source": "cli", "--reason": None}
-    words: list[str] = []
-    args = iter(argv)
-    for arg in args:
-        if arg in opts:
-            opts[arg] = next(args, None)
-            if opts[arg] is None:
-                print(f"Error: {arg} needs a value", file=sys.stderr)
-                return 2
-        else:
-            words.append(arg)
-    if len(words) != 2 or words[0] != "enqueue":
-        print(
-            "usage: python -m pimainteno.queue [--config FILE] enqueue PROJECT [--source S] [--reason R]",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        cfg = load(opts["--config"])
-        project = cfg.project(words[1]).name
-        path, merged = enqueue(cfg.queue_dir, project, source=opts["--source"] or "cli", reason=opts["--reason"])
-    except PimaintenoError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return e.exit_code
-    what = "merged into the run already queued" if merged else "queued a run"
-    print(f"pimainteno: {what} for {project}", file=sys.stderr)
-    return 0
-
-
-def _run_main() -> None:
-    try:
-        code = main(sys.argv[1:])
-    except Exception as e:  # one line, as the CLI does; the hook shows the last line
-        print(f"Error: unexpected {type(e).__name__}: {e}", file=sys.stderr)
-        code = 1
-    sys.exit(code)
-
-
-if __name__ == "__main__":
-    _run_main()

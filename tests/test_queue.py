@@ -194,30 +194,17 @@ def test_enqueue_command_errors_are_one_line(tmp_path: Path, args: list[str], me
     assert (result.returncode, result.stderr.strip()) == (errors.BAD_INPUT, message)
 
 
-def test_the_hooks_fast_path_imports_nothing_heavy(tmp_path: Path) -> None:
-    config = configure(tmp_path)
+def test_enqueueing_imports_nothing_heavy(tmp_path: Path) -> None:
+    """The dashboard's web process enqueues: no click, database or git layer comes with it."""
     code = (
-        "import sys\nfrom pimainteno import queue\n"
-        f"code = queue.main(['--config', {str(config)!r}, 'enqueue', 'app', '--source', 'hook'])\n"
-        "heavy = {'click', 'sqlite_utils', 'sqlite3', 'plumbum', 'datasette', 'pimainteno.db', 'pimainteno.cli'}\n"
-        "print(code, sorted(m for m in heavy if m in sys.modules))"
+        "import sys\nfrom pathlib import Path\nfrom pimainteno import queue\n"
+        f"queue.enqueue(Path({str(tmp_path / 'q')!r}), 'app', source='dashboard')\n"
+        "heavy = {'click', 'sqlite_utils', 'sqlite3', 'plumbum', 'pimainteno.db', 'pimainteno.cli', 'pimainteno.config'}\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, env=os.environ)
-    assert result.stdout.strip() == "0 []", result.stderr
-    assert result.stderr == "pimainteno: queued a run for app\n"
-    assert pending(tmp_path / "state" / "queue")[0].source == "hook"
-
-
-def test_the_fast_path_reports_config_problems_in_one_line(tmp_path: Path) -> None:
-    config = configure(tmp_path)
-    config.write_text("[[project]\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "pimainteno.queue", "--config", str(config), "enqueue", "app", "--source", "hook"],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == errors.BAD_INPUT
-    assert result.stderr.startswith(f"Error: {config}: invalid TOML") and result.stderr.count("\n") == 1
+    assert result.stdout.strip() == "[]", result.stderr
+    assert pending(tmp_path / "q")[0].source == "dashboard"
 
 
 def test_a_broken_file_under_the_pending_name_is_replaced(tmp_path: Path) -> None:

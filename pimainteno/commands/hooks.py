@@ -76,13 +76,20 @@ def render(entries: list[dict[str, str]], python: str) -> str:
     values = {
         "PROJECTS_JSON": json.dumps(entries),
         "PYTHON": q(python),
-        "CASES": "\n".join(f"{q(e['path'])}) project={q(e['project'])} config={q(e['config'])} ;;" for e in entries),
+        "CASES": "\n".join(
+            f"{q(e['path'])}) project={q(e['project'])} config={q(e['config'])} queue={q(e.get('queue', ''))} ;;"
+            for e in entries
+        ),
     }
     return re.sub(r"@(PROJECTS_JSON|PYTHON|CASES)@", lambda m: values[m.group(1)], template)
 
 
-def _entry(project: Project, config_path: Path) -> dict[str, str]:
-    return {"path": str(project.path.resolve()), "project": project.name, "config": str(config_path.resolve())}
+def _entry(project: Project, config_path: Path, queue_dir: Path | None = None) -> dict[str, str]:
+    """What the hook needs: it writes the trigger itself into the queue directory known now."""
+    entry = {"path": str(project.path.resolve()), "project": project.name, "config": str(config_path.resolve())}
+    if queue_dir is not None:
+        entry["queue"] = str(queue_dir.resolve())
+    return entry
 
 
 def _same(a: dict[str, str], b: dict[str, str]) -> bool:
@@ -114,12 +121,22 @@ def _write(hook: Path, text: str) -> None:
     os.replace(tmp, hook)
 
 
-def install_hook(project: Project, config_path: Path, *, python: str = sys.executable) -> HookChange:
-    """Install (or update) the post-merge hook so a pull in the project's repository queues a run."""
+def install_hook(
+    project: Project, config_path: Path, *, python: str = sys.executable, queue_dir: Path | None = None
+) -> HookChange:
+    """Install (or update) the post-merge hook so a pull in the project's repository queues a run.
+
+    The queue directory is written into the hook (default: the one `config_path` names), so
+    re-run this after changing `[queue] dir` or `[state] dir`.
+    """
+    if queue_dir is None:
+        from pimainteno.config import load
+
+        queue_dir = load(config_path).queue_dir
     directory, from_hooks_path = hooks_dir(project.path)
     hook, legacy = directory / HOOK, directory / f"{HOOK}.legacy"
     _refuse_tracked(project.path, hook)
-    entry = _entry(project, config_path)
+    entry = _entry(project, config_path, queue_dir)
     entries = read_projects(hook)
     foreign = entries is None and _exists(hook)
     if foreign and _exists(legacy):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pimainteno import config, errors
+from pimainteno import config, errors, queue
 from pimainteno.commands.hooks import MARKER, install_hook, read_projects, uninstall_hook
 from tests.conftest import REPO_ROOT, make_repo, run_cli, run_git, write_config
 
@@ -87,11 +87,13 @@ def test_a_pull_queues_exactly_one_run_and_a_second_pull_merges_into_it(app_clon
     [trigger] = queued()
     assert (trigger["project"], trigger["kind"], trigger["source"], trigger["requests"]) == ("app", "run", "hook", 1)
 
+    assert queue.parse_trigger(json.dumps(trigger).encode()).source == "hook"  # the shell wrote a valid trigger
+
     new_upstream_commit(upstream)
     second = pull(repo)
-    assert second.returncode == 0 and second.stderr == "pimainteno: merged into the run already queued for app\n"
+    assert second.returncode == 0 and second.stderr == "pimainteno: a run is already queued for app\n"
     [again] = queued()
-    assert (again["requested_at"], again["requests"]) == (trigger["requested_at"], 2)
+    assert again == trigger  # the waiting run covers this pull too
 
     assert pull(repo).stderr == ""  # already up to date: git runs no post-merge hook
 
@@ -241,43 +243,37 @@ def test_the_hook_without_pimainteno_warns_and_the_pull_succeeds(app_clone: tupl
     assert queued() == []
 
 
-def test_the_hook_with_an_interpreter_lacking_pimainteno_warns(app_clone: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["missing", "unreadable"])
+def test_the_hook_with_a_missing_config_warns_and_the_pull_succeeds(app_clone: tuple[Path, Path], damage: str) -> None:
     upstream, repo = app_clone
-    cfg = config.load(None)
-    system_python = shutil.which("python3", path="/usr/bin:/bin")
-    assert system_python
-    install_hook(cfg.project("app"), cfg.path or Path(), python=system_python)
+    install("app")
+    cfg_file = Path(os.environ["PIMAINTENO_CONFIG"])
+    cfg_file.unlink()
+    if damage == "unreadable":  # a directory where the file was: unreadable even for root
+        cfg_file.mkdir()
     new_upstream_commit(upstream)
-    result = pull(repo, env={"PYTHONPATH": ""})
+    result = pull(repo)
     assert result.returncode == 0
     assert result.stderr == (
-        f"pimainteno: warning: no run queued for app: {system_python}: Error while finding module specification "
-        "for 'pimainteno.queue' (ModuleNotFoundError: No module named 'pimainteno')\n"
+        f"pimainteno: warning: no run queued for app: cannot read {cfg_file} (reinstall: pimainteno install-hook app)\n"
     )
     assert queued() == []
 
 
-@pytest.mark.parametrize("damage", ["invalid", "missing", "unreadable"])
-def test_the_hook_with_a_broken_config_warns_and_the_pull_succeeds(app_clone: tuple[Path, Path], damage: str) -> None:
+def test_a_config_broken_after_install_is_reported_by_the_drain_not_the_pull(app_clone: tuple[Path, Path]) -> None:
+    """The hook parses nothing (no interpreter on the pull path); the drain says what is wrong."""
     upstream, repo = app_clone
     install("app")
     cfg_file = Path(os.environ["PIMAINTENO_CONFIG"])
-    if damage == "invalid":
-        cfg_file.write_text("[[project]\n")
-        expected = f"Error: {cfg_file}: invalid TOML: "
-    elif damage == "missing":
-        cfg_file.unlink()
-        expected = f"Error: {cfg_file}: no such file; run `pimainteno init` to write one"
-    else:  # a directory where the file was: unreadable even for root
-        cfg_file.unlink()
-        cfg_file.mkdir()
-        expected = f"Error: {cfg_file}: is a directory, not a configuration file"
+    good = cfg_file.read_text()
+    cfg_file.write_text("[[project]\n")
     new_upstream_commit(upstream)
     result = pull(repo)
-    assert result.returncode == 0
-    assert result.stderr.startswith(f"pimainteno: warning: no run queued for app: {expected}")
-    assert result.stderr.count("\n") == 1
-    assert queued() == []
+    assert (result.returncode, result.stderr) == (0, "pimainteno: queued a run for app\n")
+    drained = run_cli("drain")
+    assert drained.returncode == errors.BAD_INPUT and "invalid TOML" in drained.stderr
+    cfg_file.write_text(good)
+    assert len(queued()) == 1  # still waiting for a drain that can read the configuration
 
 
 def test_pimaintenos_own_merges_queue_nothing(app_clone: tuple[Path, Path]) -> None:
