@@ -60,6 +60,13 @@ class App:
         return path
 
 
+def log_file() -> Path:
+    """Where unexpected errors leave their traceback."""
+    path = config_mod.default_state_dir() / "log" / "pimainteno.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def setup_logging(verbosity: int) -> None:
     """Progress on stderr: plain lines for a terminal, no timestamps under systemd (journald adds them)."""
     level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO

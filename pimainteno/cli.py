@@ -6,6 +6,7 @@ Imports stay light here so `pimainteno --help` starts fast: each command imports
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -16,7 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from pimainteno import __version__, errors
-from pimainteno.app import App, setup_logging
+from pimainteno.app import App, log_file, setup_logging
 
 log = logging.getLogger("pimainteno")
 
@@ -148,17 +149,9 @@ def apply(
     """Validate a patch and apply it to the project's working tree (staged)."""
     from pimainteno.commands import apply as cmd
 
-    text = None
-    if proposal_id is None:
-        if patch_file in (None, "-"):
-            if patch_file is None and sys.stdin.isatty():
-                raise click.UsageError("no patch: pass FILE, - for stdin, or --proposal N")
-            text = sys.stdin.read()
-        else:
-            try:
-                text = Path(patch_file).read_text(encoding="utf-8", errors="surrogateescape")
-            except OSError as e:
-                raise errors.InputError(f"cannot read patch {patch_file}: {e.strerror}") from None
+    if proposal_id is None and patch_file is None and sys.stdin.isatty():
+        raise click.UsageError("no patch: pass FILE, - for stdin, or --proposal N")
+    text = None if proposal_id is not None else cmd.read_patch(patch_file)
     cmd.apply(app, text, project_name=project_name, proposal_id=proposal_id, check_only=check_only)
 
 
@@ -197,22 +190,15 @@ def push(app: App, project: str) -> None:
 @click.pass_obj
 def run(app: App, projects: tuple[str, ...], all_: bool, trigger: str, failure_id: int | None, reason: str | None,
         json_: bool) -> None:  # fmt: skip
-    """Run the whole chain: summarize, propose, validate, apply, commit, push."""
+    """Run the whole chain: summarize, propose, validate, apply, commit, push, restart (or roll back)."""
     from pimainteno.commands import run as cmd
 
     if bool(projects) == all_:
         raise click.UsageError("name projects or pass --all (not both)")
     names = [p.name for p in app.config.projects] if all_ else list(projects)
-    outcomes = []
-    for name in names:
-        try:
-            outcome = cmd.run_project(app, app.project(name), trigger=trigger, failure_id=failure_id, reason=reason)
-        except errors.PimaintenoError as e:
-            if not all_:
-                raise
-            outcome = cmd.RunOutcome(name, "failed", error=str(e))
-        outcomes.append(outcome)
-        click.echo(cmd.as_json(outcome) if json_ else cmd.summary_line(outcome))
+    show = cmd.as_json if json_ else cmd.summary_line
+    outcomes = cmd.run_many(app, names, keep_going=all_, on_outcome=lambda o: click.echo(show(o)),
+                            trigger=trigger, failure_id=failure_id, reason=reason)  # fmt: skip
     click.get_current_context().exit(cmd.exit_code(outcomes))
 
 
@@ -229,12 +215,7 @@ def demo(app: App, directory: str | None) -> None:
 
 @cli.command()
 @click.option("--host", metavar="HOST", help="Address to listen on [default: the config's [web] host, 127.0.0.1].")
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    metavar="PORT",
-    help="Port [default: the config's [web] port, 8001; 0: any free].",
-)
+@click.option("--port", type=click.IntRange(0, 65535), metavar="PORT", help="Port [default: [web] port; 0: any].")
 @click.pass_obj
 def dashboard(app: App, host: str | None, port: int | None) -> None:
     """Serve the dashboard: Datasette on the database with the pimainteno plugin."""
@@ -307,12 +288,74 @@ def uninstall_hook(app: App, project: str) -> None:
     click.echo(cmd.describe(cmd.uninstall_hook(proj, config_path), False, proj.name), err=True)
 
 
-def _log_file() -> Path:
-    from pimainteno.config import default_state_dir
+@cli.command()
+@click.argument("target", metavar="PROJECT|UNIT")
+@click.option(
+    "--timeout", type=click.FloatRange(min=1), metavar="S", help="Wait for the job [default: restart_timeout]."
+)
+@click.option(
+    "--settle", type=click.FloatRange(min=0), metavar="S", help="Then stay active this long [default: settle]."
+)
+@json_option
+@click.pass_obj
+def restart(app: App, target: str, timeout: float | None, settle: float | None, json_: bool) -> None:
+    """Restart a project's unit (or any unit), wait, and report whether it stays healthy."""
+    from pimainteno.commands import restart as cmd
 
-    path = default_state_dir() / "log" / "pimainteno.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    unit, project = cmd.resolve(app, target)
+    done = cmd.restart(app, unit, project, timeout=timeout, settle=settle)
+    if json_:
+        print_json(done.__dict__)
+    else:
+        click.echo(f"{unit}: {'healthy' if done.healthy else 'unhealthy'} — {done.detail}")
+    if not done.healthy:
+        click.get_current_context().exit(errors.VALIDATION_FAILED)
+
+
+@cli.command()
+@click.option("--for", "duration", type=click.FloatRange(min=0), metavar="SECONDS", help="Stop after SECONDS.")
+@json_option
+@click.pass_obj
+def watch(app: App, duration: float | None, json_: bool) -> None:
+    """Listen on D-Bus for failures of the monitored units; record each and queue a heal."""
+    from pimainteno.commands import watch as cmd
+
+    cmd.watch(app, duration=duration, on_record=lambda r: click.echo(json.dumps(r.as_dict()) if json_ else r.line()))
+
+
+@cli.command()
+@click.argument("unit")
+@json_option
+@click.pass_obj
+def heal(app: App, unit: str, json_: bool) -> None:
+    """Record UNIT's failure and queue a heal, rate-limited (run by the OnFailure= drop-in)."""
+    from pimainteno.commands import heal as cmd
+
+    done = cmd.heal(app, unit)
+    if done is None:
+        click.echo(f"{unit} has not failed; nothing recorded", err=True)
+    else:
+        click.echo(json.dumps(done.as_dict()) if json_ else done.line())
+
+
+@cli.command("install-systemd")
+@click.option("--user", "user_mode", is_flag=True, help="User units for the user manager (systemctl --user).")
+@click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR", help="Write units here.")
+@click.option("--enable", is_flag=True, help="Also reload systemd, enable and start the path unit, timers and watch.")
+@json_option
+@click.pass_obj
+def install_systemd(app: App, user_mode: bool, unit_dir: Path | None, enable: bool, json_: bool) -> None:
+    """Render the systemd units for this configuration and install them."""
+    from pimainteno.commands import install_systemd as cmd
+
+    actions = cmd.install_systemd(app, user=user_mode, unit_dir=unit_dir, enable=enable)
+    if json_:
+        print_json([a.__dict__ for a in actions])
+        return
+    for action in actions:
+        click.echo(action.line())
+    if not enable:
+        click.echo("not enabled: re-run with --enable to reload systemd and start the units", err=True)
 
 
 def _on_sigterm(signum: int, frame: Any) -> NoReturn:
@@ -328,10 +371,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     )
     try:
         code = cli.main(args=argv, prog_name="pimainteno", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Interrupted.", err=True)
-        sys.exit(errors.INTERRUPTED)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("Interrupted.", err=True)
         sys.exit(errors.INTERRUPTED)
     except click.ClickException as e:
@@ -343,7 +383,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
             traceback.print_exc()
         else:
             try:
-                path = _log_file()
+                path = log_file()
                 with path.open("a") as f:
                     f.write(traceback.format_exc() + "\n")
                 where = f"in {path}"

@@ -82,6 +82,7 @@ class Project:
     name: str
     path: Path
     unit: str
+    restart: bool = True  # restart `unit` after a push (and roll back when it is unhealthy)
     remote: str = "origin"
     branch: str | None = None  # None: the branch checked out
     push_branch: str | None = None  # push here for review instead of `branch`
@@ -504,6 +505,7 @@ def _project(t: _Reader, base: Path, policy: PatchPolicy) -> Project:
         name=name,
         path=path,
         unit=unit,
+        restart=t.flag("restart", True),
         remote=t.text("remote", "origin"),
         branch=t.text("branch"),
         push_branch=t.text("push_branch"),

@@ -68,6 +68,7 @@ def write_config(root: Path, repo: Path) -> Path:
         f'path = {str(repo)!r}\nbranch = "main"\n'
         f'test = [{py!r}, "-m", "unittest", "discover", "-q"]\n'
         'mode = "push"\n'
+        "restart = false  # the sample is not a systemd service\n"
     )
     return config
 

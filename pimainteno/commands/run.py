@@ -1,9 +1,10 @@
-"""`pimainteno run`: summarize → propose → validate → apply → commit → push, one project at a time.
+"""`pimainteno run`: summarize → propose → validate → apply → commit → push → restart, one project at a time.
 
 Safety: a patch reaches the project only after it applied and passed the project's tests in a
 fresh worktree; the commit is made in that worktree and brought into the project with
 `git merge --ff-only`, so the project is either as before or has the whole commit — never a
-half-applied patch, even when the run is killed.
+half-applied patch, even when the run is killed. After a push the project's unit is restarted and
+the commit reverted when the unit turns unhealthy (pimainteno/commands/rollback.py).
 """
 
 from __future__ import annotations
@@ -120,6 +121,8 @@ def run_project(
             "project": project.name, "trigger": trigger, "failure_id": failure_id, "started_at": dbm.now(),
             "status": "running", "pid": os.getpid(), "steps": [],
         })  # fmt: skip
+        if failure_id is not None:  # the heal run of this failure
+            app.db.execute("UPDATE failures SET run_id = ? WHERE id = ?", [run_id, failure_id])
         rec = Recorder(app, run_id)
         start = time.monotonic()
         outcome = RunOutcome(project.name, "failed", run_id)
@@ -197,10 +200,13 @@ def _chain(app: App, project: Project, rec: Recorder, mode: str, failure_id: int
         bring_in(app, project, proposal, sha, rec.run_id)
         entry["detail"] = sha
     out.commit_sha = sha
+    out.status = "ok"
     if stop >= MODES.index("push"):
         with rec.step("push"):
             push(app, project, run_id=rec.run_id)
-    out.status = "ok"
+        from pimainteno.commands.rollback import restart_after_push
+
+        restart_after_push(app, project, rec, out)  # may end the run `rolled_back`
     return out
 
 
@@ -264,6 +270,21 @@ def bring_in(app: App, project: Project, proposal: Proposal, sha: str, run_id: i
             f"{project.name}: could not fast-forward to the validated commit ({e}); "
             "local changes or new commits are in the way, nothing was changed"
         ) from None
+
+
+def run_many(app: App, names: list[str], *, keep_going: bool, on_outcome: Any, **kw: Any) -> list[RunOutcome]:
+    """Run each project in turn; with keep_going one project's error does not stop the others."""
+    outcomes = []
+    for name in names:
+        try:
+            outcome = run_project(app, app.project(name), **kw)
+        except PimaintenoError as e:
+            if not keep_going:
+                raise
+            outcome = RunOutcome(name, "failed", error=str(e))
+        outcomes.append(outcome)
+        on_outcome(outcome)
+    return outcomes
 
 
 def exit_code(outcomes: list[RunOutcome]) -> int:

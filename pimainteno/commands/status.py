@@ -54,12 +54,24 @@ def status(app: App) -> dict[str, Any]:
     return report
 
 
+STALE_AFTER = 60  # seconds; `watch` writes its heartbeat every 5
+
+
+def _ago(seconds: float) -> str:
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def print_status(r: dict[str, Any]) -> None:
     beats = r["heartbeats"]
 
     def beat(key: str) -> str:
         b = beats.get(key)
-        return f"{b['value']} (at {b['updated_at']})" if b else "no heartbeat yet"
+        if not b:
+            return "no heartbeat yet"
+        text = f"{b['value']} (at {b['updated_at']})"
+        if b["value"] == "listening" and b["updated_at"] < _ago(STALE_AFTER):
+            text += f"; stale: no heartbeat for over {STALE_AFTER}s, is the watch running?"
+        return text
 
     s, m = r["scheduler"], r["systemd_monitor"]
     click.echo(f"config     {r['config']}")

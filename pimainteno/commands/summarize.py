@@ -53,14 +53,14 @@ def write_summary_file(project: Project, text: str) -> None:
     if not project.summary_file:
         return
     target = project.path / project.summary_file
+    content = text.rstrip() + "\n"
+    if target.is_file() and target.read_text(errors="replace") == content:
+        return  # already current (the common case on a cached summary): no git call
     tracked = git.git(project.path, "ls-files", "--", project.summary_file).strip()
     if tracked:
         log.warning("%s: %s is tracked by git; not overwriting it with the summary", project.name, target)
         return
     git.exclude_locally(project.path, project.summary_file)
-    content = text.rstrip() + "\n"
-    if target.is_file() and target.read_text(errors="replace") == content:
-        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".pimainteno-", dir=target.parent)
     with os.fdopen(fd, "w") as f:

@@ -15,17 +15,10 @@ import pytest
 from pimainteno.config import LLMConfig
 from pimainteno.errors import InputError, ToolError
 from pimainteno.providers.codex import CodexResult, Usage, build_argv, run_codex
+from tests.conftest import GIT_ENV
 from tests.modelserver import MODEL, drop, exec_command, failed, garbage, hang, http_error, message, tokens
 
 pytest_plugins = ["tests.conftest_codex"]
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test User",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "Test User",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 
 
 def git(repo: Path, *args: str) -> str:

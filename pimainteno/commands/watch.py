@@ -1,0 +1,88 @@
+"""`pimainteno watch [--for SECONDS]`: notice failures of the monitored units and queue their heals.
+
+One D-Bus connection, `Subscribe()`, a PropertiesChanged match per unit (pimainteno.systemd.
+watch_failures): a unit entering `failed` is recorded (pimainteno/commands/heal.py) within
+milliseconds, with the journal of the failed run, and a heal is queued for its project, rate
+limited per unit. On start, units already failed are swept once; a lost bus is reconnected.
+
+The `status` table carries the heartbeat the dashboard and `pimainteno status` show:
+`systemd.status` (connecting, listening once the matches are in place, stopped or error),
+`systemd.last_checked` (every few seconds while listening), `systemd.units` (what is watched) and `systemd.error` (why it stopped, if it failed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+
+from pimainteno import db as dbm
+from pimainteno.app import App
+from pimainteno.commands.heal import Recorded, monitored_units, record_failure
+from pimainteno.errors import InputError, PimaintenoError
+from pimainteno.systemd import FailureEvent
+
+log = logging.getLogger("pimainteno")
+
+HEARTBEAT_EVERY = 5.0
+
+
+def watch(
+    app: App,
+    *,
+    duration: float | None = None,
+    on_record: Callable[[Recorded], None] | None = None,
+    heartbeat_every: float = HEARTBEAT_EVERY,
+) -> list[Recorded]:
+    """Watch until ``duration`` s have passed (forever without); returns what was recorded."""
+    from pimainteno.systemd import watch_failures
+
+    units = monitored_units(app.config)
+    if not units:
+        raise InputError(
+            "nothing to watch: list units in [systemd_monitor] units, or set enabled = true to watch "
+            "each project's unit"
+        )
+    db = app.db
+    recorded: list[Recorded] = []
+    last_beat = [-heartbeat_every]  # "listening" is written at the first call, once the matches are in place
+
+    def beat(state: str = "listening", *, due: bool = True) -> None:
+        if due or time.monotonic() - last_beat[0] >= heartbeat_every:
+            dbm.set_status(db, "systemd.status", state)
+            dbm.set_status(db, "systemd.last_checked", dbm.now())
+            last_beat[0] = time.monotonic()
+
+    def on_failure(event: FailureEvent) -> None:
+        try:
+            rec = record_failure(app, event, source="sweep" if event.swept else "watch")
+        except PimaintenoError as e:  # keep watching: the next failure may be recorded fine
+            log.error("%s failed, but recording it failed: %s", event.unit, e)
+            return
+        recorded.append(rec)
+        if on_record:
+            on_record(rec)
+
+    dbm.set_status(db, "systemd.units", json.dumps(units))
+    db.execute("DELETE FROM status WHERE key = 'systemd.error'")
+    log.info("watching %s", ", ".join(units))
+    beat("connecting")
+    try:
+        watch_failures(
+            units,
+            on_failure,
+            user=app.config.monitor.user,
+            stop_after=duration,
+            heartbeat=lambda: beat(due=False),
+            heartbeat_every=min(heartbeat_every, 0.25),  # called often, writes every heartbeat_every
+        )
+    except PimaintenoError as e:
+        beat("error")
+        dbm.set_status(db, "systemd.error", str(e))
+        raise
+    except BaseException:  # Ctrl-C, SIGTERM (systemctl stop)
+        beat("stopped")
+        raise
+    beat("stopped")
+    return recorded
