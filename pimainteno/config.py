@@ -351,6 +351,8 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"{file}: invalid TOML: {e}") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{file}: invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise ConfigError(f"{file}: nested too deeply to be a configuration") from None
     return from_dict(data, file)
 
 

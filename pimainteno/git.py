@@ -24,9 +24,10 @@ _ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0", "P
 
 
 class GitError(ToolError):
-    def __init__(self, message: str, stderr: str = "", returncode: int | None = None):
+    def __init__(self, message: str, stderr: str = "", returncode: int | None = None, stdout: str = ""):
         super().__init__(message)
         self.stderr = stderr
+        self.stdout = stdout  # `push --porcelain` reports each ref's fate here
         self.returncode = returncode
 
 
@@ -49,7 +50,7 @@ def git(
     except FileNotFoundError:
         raise GitError("git is not installed (apt-get install git)") from None
     if check and code != 0:
-        raise GitError(f"git {args[0]} in {repo} failed: {_last_line(err or out)}", err, code)
+        raise GitError(f"git {args[0]} in {repo} failed: {_last_line(err or out)}", err, code, out)
     return str(out)
 
 

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,7 +105,7 @@ def parse_trigger(data: bytes) -> Trigger:
         raise MalformedTrigger(f"too large ({len(data)} bytes)")
     try:
         raw = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: nested too deeply
         raise MalformedTrigger(f"not JSON: {e}") from None
     if not isinstance(raw, dict):
         raise MalformedTrigger("not a JSON object")
@@ -172,25 +173,41 @@ def enqueue(
     ensure_dir(queue_dir)
     final = queue_dir / f"{trigger.key}.json"
     try:
-        for _ in range(20):  # only a drain claiming the file at each step could keep us looping
-            tmp = _write_temp(queue_dir, final.name, trigger.to_json())
-            try:
-                os.link(tmp, final)
-                return final, False
-            except FileExistsError:
-                pass
-            finally:
-                os.unlink(tmp)
-            try:
-                merged = _merge(parse_trigger(final.read_bytes()), trigger)
-            except FileNotFoundError:
-                continue  # claimed meanwhile: queue a new one
-            except MalformedTrigger:
-                merged = None  # a broken file under our name: ours replaces it
-            os.replace(_write_temp(queue_dir, final.name, (merged or trigger).to_json()), final)
-            return final, merged is not None
+        with _locked(queue_dir):  # read-merge-replace by two enqueues at once would lose one
+            return _enqueue_locked(queue_dir, final, trigger)
     except OSError as e:
         raise ToolError(f"cannot write to the queue directory {queue_dir}: {e.strerror or e}") from None
+
+
+@contextlib.contextmanager
+def _locked(queue_dir: Path) -> Iterator[None]:
+    """Serialise writers of pending files (drains only rename them away and need no lock)."""
+    fd = os.open(queue_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _enqueue_locked(queue_dir: Path, final: Path, trigger: Trigger) -> tuple[Path, bool]:
+    for _ in range(20):  # only a drain claiming the file at each step could keep us looping
+        tmp = _write_temp(queue_dir, final.name, trigger.to_json())
+        try:
+            os.link(tmp, final)
+            return final, False
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        try:
+            merged = _merge(parse_trigger(final.read_bytes()), trigger)
+        except FileNotFoundError:
+            continue  # claimed meanwhile: queue a new one
+        except MalformedTrigger:
+            merged = None  # a broken file under our name: ours replaces it
+        os.replace(_write_temp(queue_dir, final.name, (merged or trigger).to_json()), final)
+        return final, merged is not None
     raise ToolError(f"cannot queue {trigger.key}: the file kept disappearing from {queue_dir}")
 
 
@@ -283,14 +300,18 @@ class Claim:
         for other in sorted(self.dir.parent.iterdir()):
             if other == self.dir:
                 continue
+            half_built = other.name.startswith(".new-")
+            with contextlib.suppress(OSError):
+                # Between creating its `.lock` and locking it, a drain's claim looks dead: give a
+                # directory still being built a minute before treating it as abandoned.
+                if half_built and other.stat().st_mtime > time.time() - 60:
+                    continue
             try:
                 fd = os.open(other / ".lock", os.O_RDWR)
             except FileNotFoundError:
                 # No lock: a drain removing its empty directory, or one killed while building it.
-                half_built = other.name.startswith(".new-")
                 with contextlib.suppress(OSError):
-                    if not half_built or other.stat().st_mtime < time.time() - 60:
-                        taken += self._adopt(other)
+                    taken += self._adopt(other)
                 continue
             except OSError:
                 continue  # not a directory
@@ -305,7 +326,11 @@ class Claim:
 
     def _adopt(self, dead: Path) -> list[tuple[Path, Trigger | MalformedTrigger]]:
         taken: list[tuple[Path, Trigger | MalformedTrigger]] = []
-        for path in sorted(p for p in dead.iterdir() if not p.name.startswith(".")):
+        try:
+            paths = sorted(p for p in dead.iterdir() if not p.name.startswith("."))
+        except FileNotFoundError:
+            return taken  # its drain finished and removed it between our look and our lock
+        for path in paths:
             target = self.dir / path.name
             item: Trigger | MalformedTrigger
             try:
@@ -322,9 +347,10 @@ class Claim:
                     taken.append((target, e))
             except FileNotFoundError:
                 continue  # another drain adopted it first
-        for leftover in dead.iterdir():
-            with contextlib.suppress(OSError):
-                os.unlink(leftover)
+        with contextlib.suppress(OSError):
+            for leftover in dead.iterdir():
+                with contextlib.suppress(OSError):
+                    os.unlink(leftover)
         with contextlib.suppress(OSError):
             dead.rmdir()
         return taken

@@ -214,7 +214,7 @@ def _fields_if_any(moved: Path) -> dict[str, Any]:
 
     try:
         data = json.loads(moved.read_bytes()[: queue.MAX_BYTES]) if moved.is_file() else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply
         data = {}
     if not isinstance(data, dict):
         return {}

@@ -29,11 +29,7 @@ def push(app: App, project: Project, *, run_id: int | None = None) -> str:
         git.git(project.path, "push", "--porcelain", "--quiet", project.remote, f"HEAD:{ref}",
                 timeout=app.config.git.timeout)  # fmt: skip
     except git.GitError as e:
-        reason = str(e)
-        if "non-fast-forward" in e.stderr or "rejected" in e.stderr or "fetch first" in e.stderr:
-            reason = (
-                f"push to {project.remote} {ref} rejected (not a fast-forward); the commit stays local for the next run"
-            )
+        reason = refusal(e, project, ref)
         app.db.execute(
             "UPDATE commits SET push_error = ? WHERE project = ? AND pushed_at IS NULL", [reason, project.name]
         )
@@ -47,6 +43,19 @@ def push(app: App, project: Project, *, run_id: int | None = None) -> str:
         [dbm.now(), project.name],
     )
     return ref
+
+
+def refusal(e: git.GitError, project: Project, ref: str) -> str:
+    """Why the remote refused, from git's per-ref status (`!` lines) and the remote's own words."""
+    refused = [ln.split("\t")[-1].strip() for ln in e.stdout.splitlines() if ln.startswith("!")]
+    remote = [ln[len("remote:") :].strip() for ln in e.stderr.splitlines() if ln.startswith("remote:")]
+    said = "; ".join(x for x in remote if x)[:300]
+    if any("(non-fast-forward)" in r or "(fetch first)" in r for r in refused):
+        return f"push to {project.remote} {ref} rejected (not a fast-forward); the commit stays local for the next run"
+    if refused:
+        why = refused[0] + (f": {said}" if said else "")
+        return f"push to {project.remote} {ref} refused: {why}; the commit stays local for the next run"
+    return f"{e}; the commit stays local for the next run"
 
 
 def unpushed(app: App, project: Project) -> int:
