@@ -1,76 +1,61 @@
 """The benchmark harness: `make bench` prints one table of medians, side by side with references.
 
-Each figure is a function returning rows; run one with `python bench/run.py cold_start`.
+Each figure (bench/figures/*.py) measures in a temporary directory and returns table rows; run
+some with `python bench/run.py cold_start hook`. Progress goes to stderr, the table to stdout.
 """
 
 from __future__ import annotations
 
-import shutil
-import statistics
-import subprocess
+import importlib
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-Row = tuple[str, str, str, str]  # figure, measured, reference / ratio, target and verdict
+if str(ROOT) not in sys.path:  # run as a script: make `bench` and `tests` importable
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import Row  # noqa: E402
+
+NAMES = ("cold_start", "no_change", "hook", "failures", "dashboard", "writers", "prompt", "queue")
 
 
-def median_seconds(argv: list[str], runs: int = 15, **kw: object) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, **kw)  # type: ignore[call-overload]
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def figure(name: str) -> Callable[[], list[Row]]:
+    measure: Callable[[], list[Row]] = importlib.import_module(f"bench.figures.{name}").measure
+    return measure
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
+FIGURES: dict[str, Callable[[], list[Row]]] = {name: figure(name) for name in NAMES}
 
 
-def cold_start() -> list[Row]:
-    pim = str(BIN / "pimainteno")
-    sqlite_utils = shutil.which("sqlite-utils", path=str(BIN)) or "sqlite-utils"
-    help_t = median_seconds([pim, "--help"])
-    ref_t = median_seconds([sqlite_utils, "--help"])
-    git_t = median_seconds(["git", "--version"])
-    status_t = median_seconds(
-        [pim, "status"],
-        env={
-            "PIMAINTENO_CONFIG": str(ROOT / "PiMainteno.toml"),
-            "PIMAINTENO_STATE_DIR": "/nonexistent-pimainteno-bench",
-            "PATH": "/usr/bin:/bin",
-        },
-    )
-    verdict = "ok" if help_t <= ref_t else "MISSED"
-    return [
-        (
-            "CLI cold start: pimainteno --help",
-            ms(help_t),
-            f"sqlite-utils --help {ms(ref_t)} ({help_t / ref_t:.2f}x)",
-            f"<= sqlite-utils: {verdict}",
-        ),
-        ("CLI cold start: pimainteno status", ms(status_t), f"git --version {ms(git_t)}", "-"),
-    ]
-
-
-FIGURES: dict[str, Callable[[], list[Row]]] = {"cold_start": cold_start}
+def table(rows: list[Row]) -> str:
+    header: Row = ("figure", "measured (median)", "reference / ratio", "target: verdict")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
+    lines.insert(1, "-|-".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
     names = argv or list(FIGURES)
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        print(f"unknown figure {unknown[0]!r}; known: {', '.join(FIGURES)}", file=sys.stderr)
+        return 2
     rows: list[Row] = []
+    failed = False
     for name in names:
-        print(f"bench: measuring {name}...", file=sys.stderr)
-        rows.extend(FIGURES[name]())
-    header: Row = ("figure", "measured (median)", "reference", "target")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    for r in [header, tuple("-" * w for w in widths), *rows]:
-        print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
-    return 0
+        print(f"bench: measuring {name}...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        try:
+            rows.extend(FIGURES[name]())
+        except Exception as e:  # one broken figure still leaves the others' rows
+            failed = True
+            rows.append((name, f"ERROR: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", "-", "-"))
+        print(f"bench: {name} took {time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
+    print(table(rows))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

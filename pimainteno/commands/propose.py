@@ -60,9 +60,10 @@ def propose(
     failure_id: int | None = None,
     feedback: str | None = None,
     run_id: int | None = None,
+    head: str | None = None,
 ) -> Proposal | None:
     """Ask the provider for a change; None when there is nothing to propose (said on stderr)."""
-    head = git.head(project.path)
+    head = head or git.head(project.path)
     why = should_ask(app, project, head, reason=reason, failure_id=failure_id, feedback=feedback)
     if why is None:
         log.info(
@@ -72,7 +73,7 @@ def propose(
     journal = _failure_journal(app, failure_id)
     from pimainteno.commands.summarize import summarize
 
-    summary, _ = summarize(app, project, run_id=run_id)
+    summary, _ = summarize(app, project, run_id=run_id, head=head)
     name = app.config.provider_for(project)
     provider = get_provider(name, app.config.llm, project.command)
     log.info("%s: proposing with %s (%s)", project.name, name, why)

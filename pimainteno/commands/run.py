@@ -167,10 +167,11 @@ def _chain(app: App, project: Project, rec: Recorder, mode: str, failure_id: int
             with rec.step("summarize"):
                 from pimainteno.commands.summarize import summarize
 
-                summarize(app, project, run_id=rec.run_id)
+                head = git.head(project.path)
+                summarize(app, project, run_id=rec.run_id, head=head)
             with rec.step("propose") as entry:
                 proposal = propose(app, project, reason=reason, failure_id=failure_id, feedback=feedback,
-                                   run_id=rec.run_id)  # fmt: skip
+                                   run_id=rec.run_id, head=head)  # fmt: skip
                 entry["detail"] = f"proposal #{proposal.id}" if proposal else "nothing to propose"
         if proposal is None:
             return out

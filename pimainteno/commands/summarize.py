@@ -16,9 +16,11 @@ from pimainteno.providers.base import accounted, get_provider
 log = logging.getLogger("pimainteno")
 
 
-def summarize(app: App, project: Project, *, force: bool = False, run_id: int | None = None) -> tuple[str, bool]:
+def summarize(
+    app: App, project: Project, *, force: bool = False, run_id: int | None = None, head: str | None = None
+) -> tuple[str, bool]:
     """The project's summary at HEAD and whether it came from the cache (no provider call)."""
-    head = git.head(project.path)
+    head = head or git.head(project.path)
     if not force:
         row = app.db.execute(
             "SELECT text FROM summaries WHERE project = ? AND head = ? ORDER BY id DESC LIMIT 1",

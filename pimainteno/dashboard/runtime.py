@@ -12,7 +12,8 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 from pimainteno.config import Config
@@ -28,16 +29,25 @@ _STAT_S = 1.0  # how long a loaded configuration is used before its file is chec
 class Loaded:
     config: Config | None
     problem: str | None  # why there is no config, said to whoever presses a button
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # never shown on a page, longest first
 
 
 _lock = threading.Lock()
 _cache: dict[str, tuple[float, float, Loaded]] = {}  # path: (checked at, mtime, loaded)
 _db_cache: dict[str, tuple[bool, float]] = {}
+# plugin_config() re-merges all metadata on every call; render_cell asks once per table cell.
+_paths: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
 
 
 def config_path(datasette: Any) -> str | None:
-    plugin_config = datasette.plugin_config(PLUGIN) or {}
-    return plugin_config.get("config") or os.environ.get("PIMAINTENO_CONFIG") or None
+    """The configuration file, fixed for the life of a Datasette instance."""
+    try:
+        return _paths[datasette]
+    except KeyError:
+        plugin_config = datasette.plugin_config(PLUGIN) or {}
+        path = plugin_config.get("config") or os.environ.get("PIMAINTENO_CONFIG") or None
+        _paths[datasette] = path
+        return path
 
 
 def load(datasette: Any) -> Loaded:
@@ -66,9 +76,10 @@ def load(datasette: Any) -> Loaded:
     from pimainteno.errors import PimaintenoError
 
     try:
-        loaded = Loaded(config_mod.load(path), None)
+        cfg = config_mod.load(path)
+        loaded = Loaded(cfg, None, _secrets_of(cfg))
     except PimaintenoError as e:
-        loaded = Loaded(None, f"the pimainteno configuration is invalid: {e}")
+        loaded = Loaded(None, f"the pimainteno configuration is invalid: {e}", _secrets_of(None))
     with _lock:
         _cache[path] = (now, mtime, loaded)
     return loaded
@@ -93,11 +104,14 @@ def actor_for_bearer(datasette: Any, authorization: str) -> dict[str, Any] | Non
 
 def secrets(datasette: Any) -> list[str]:
     """Values that must never appear on a page (api keys, the web token), longest first."""
-    cfg = load(datasette).config
+    return list(load(datasette).secrets or _secrets_of(None))
+
+
+def _secrets_of(cfg: Config | None) -> tuple[str, ...]:
     values = [os.environ.get(TOKEN_ENV)]
     if cfg:
         values += [cfg.llm.api_key, cfg.web.token, os.environ.get(cfg.llm.api_key_env)]
-    return sorted({v for v in values if v and len(v) >= 8}, key=len, reverse=True)
+    return tuple(sorted({v for v in values if v and len(v) >= 8}, key=len, reverse=True))
 
 
 def _has_pimainteno_tables(path: str) -> bool:
