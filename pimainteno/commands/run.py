@@ -96,6 +96,8 @@ def recover(app: App, project: Project) -> None:
     for commit_id, sha, proposal_id in unpushed:
         if not git.is_ancestor(project.path, sha):  # an interrupted run recorded it but never brought it in
             app.db.execute("DELETE FROM commits WHERE id = ?", [commit_id])
+            app.db.execute("UPDATE commits SET reverted_by = NULL WHERE project = ? AND reverted_by = ?",
+                           [project.name, sha])  # fmt: skip
             if proposal_id is not None:
                 set_proposal_status(app, proposal_id, "failed", "the run was interrupted before the commit landed")
     git.prune_stale_worktrees(project.path, app.state_dir)
