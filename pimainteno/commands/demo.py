@@ -8,6 +8,8 @@ patch with the tests, commits and pushes it.
 from __future__ import annotations
 
 import importlib.util
+import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -58,11 +60,14 @@ def make_sample(root: Path) -> tuple[Path, Path]:
 
 def write_config(root: Path, repo: Path) -> Path:
     py = sys.executable
+    ruff = f"{shlex.quote(py)} -m ruff"
+    fixer = f"{ruff} check --fix --quiet --exit-zero . && {ruff} format --quiet ."
     config = root / "PiMainteno.toml"
     config.write_text(
         "# The demo's configuration: the offline `command` provider (ruff) and the sample's tests.\n"
         '[llm]\nprovider = "command"\n'
-        f'command = [{py!r}, "-m", "ruff", "check", "--fix", "--quiet", "--exit-zero", "."]\n\n'
+        "# a trusted shell string: fix what ruff can, then format what the fix left behind\n"
+        f"command = {json.dumps(fixer)}\n\n"
         f"[state]\ndir = {str(root / 'state')!r}\n\n"
         '[[project]]\nname = "demo-app"\n'
         f'path = {str(repo)!r}\nbranch = "main"\n'
@@ -110,7 +115,9 @@ def demo(directory: Path | None, verbosity: int = 0) -> int:
     say(f"5. The remote's main is now: {pushed.stdout.strip()}\n")
     say(f"Result: {summary_line(outcome)}\n")
     say("Next, try:")
-    say(f"   pimainteno --config {config} status")
-    say(f"   pimainteno --config {config} dashboard      # then open http://127.0.0.1:8001/")
-    say(f"   pimainteno --config {config} run --all      # nothing left to fix: no new proposal")
+    beside = Path(sys.executable).parent / "pimainteno"
+    me = str(beside) if beside.exists() else f"{sys.executable} -m pimainteno"
+    say(f"   {me} --config {config} status")
+    say(f"   {me} --config {config} dashboard      # then open http://127.0.0.1:8001/")
+    say(f"   {me} --config {config} run --all      # nothing left to fix: no new proposal")
     return 0 if outcome.status == "ok" else 1
