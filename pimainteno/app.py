@@ -9,10 +9,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pimainteno import config as config_mod
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # loaded on first use: `pimainteno --help` needs neither
     import sqlite_utils
+
+    from pimainteno import config as config_mod
 
 log = logging.getLogger("pimainteno")
 
@@ -25,6 +25,8 @@ class App:
 
     @cached_property
     def config(self) -> config_mod.Config:
+        from pimainteno import config as config_mod
+
         return config_mod.load(self.config_path)
 
     @cached_property
@@ -41,8 +43,10 @@ class App:
 
     def project(self, name: str) -> config_mod.Project:
         """A configured project whose path is a usable git repository, or a one-line error."""
+        from pimainteno.config import check_project_path
+
         project = self.config.project(name)
-        problem = config_mod.check_project_path(project)
+        problem = check_project_path(project)
         if problem:
             from pimainteno.errors import InputError
 
@@ -62,7 +66,9 @@ class App:
 
 def log_file() -> Path:
     """Where unexpected errors leave their traceback."""
-    path = config_mod.default_state_dir() / "log" / "pimainteno.log"
+    from pimainteno.config import default_state_dir
+
+    path = default_state_dir() / "log" / "pimainteno.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -38,7 +38,7 @@ def test_help_imports_nothing_heavy() -> None:
     code = (
         "import sys\nfrom pimainteno.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = {'datasette', 'pystemd', 'unidiff', 'sqlite_utils', 'plumbum', 'pimainteno.providers'}\n"
+        "heavy = {'datasette', 'pystemd', 'unidiff', 'sqlite_utils', 'plumbum', 'pimainteno.providers', 'pimainteno.config'}\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
