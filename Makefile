@@ -7,10 +7,17 @@ CODEX := .tools/node_modules/.bin/codex
 
 .PHONY: test lint demo bench docs deps system-deps clean
 
+# The tests need pystemd (the [systemd] extra, built from source); the demo does not.
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,systemd,demo]'
+	@touch $@
+
+$(VENV)/.installed-demo: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[demo]'
 	@touch $@
 
 system-deps:
@@ -37,7 +44,10 @@ docs: $(VENV)/.installed
 	$(PY) -m cogapp -I docs -r docs/commands.md
 
 # Offline, no API key: a sample project, the ruff fixer, its tests, a local bare remote.
-demo: $(VENV)/.installed
+# Needs only git and python3-venv from Debian (no compiler: pystemd is not installed).
+demo:
+	@scripts/system-deps.sh --demo
+	@$(MAKE) --no-print-directory $(VENV)/.installed-demo
 	$(VENV)/bin/pimainteno demo
 
 bench: deps

@@ -26,6 +26,11 @@ from typing import Any
 
 from pimainteno.errors import ToolError
 
+# pystemd is the optional [systemd] extra: building it needs libsystemd-dev, pkg-config and gcc.
+SYSTEMD_EXTRA_HINT = (
+    "pystemd is not installed ({exc}): apt install libsystemd-dev pkg-config gcc && pip install 'pimainteno[systemd]'"  # noqa: E501
+)
+
 DEST = b"org.freedesktop.systemd1"
 MANAGER_PATH = b"/org/freedesktop/systemd1"
 MANAGER = b"org.freedesktop.systemd1.Manager"
@@ -102,7 +107,7 @@ class _Bus:
             from pystemd import dbuslib
             from pystemd.dbusexc import DBusBaseError
         except ImportError as exc:
-            raise ToolError(f"pystemd is not available ({exc}): pip install pystemd (needs libsystemd)") from None
+            raise ToolError(SYSTEMD_EXTRA_HINT.format(exc=exc)) from None
         self._apply_signature, self._error = dbuslib.apply_signature, DBusBaseError
         self._callbacks: list[Callable[..., None]] = []
         scope, mode = ("user" if user else "system"), os.environ.get("PIMAINTENO_SYSTEMD_BUS", "auto")
