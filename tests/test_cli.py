@@ -46,26 +46,16 @@ def test_help_imports_nothing_heavy() -> None:
 
 
 def test_init_writes_a_config_that_loads_and_never_overwrites(tmp_path: Path) -> None:
-    folder = tmp_path / "fresh"
-    first = run_cli("init", str(folder))
+    # the host's configuration, here PIMAINTENO_CONFIG (tests/commands/test_onboard.py covers the rest)
+    target = tmp_path / "PiMainteno.toml"
+    first = run_cli("init", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    cfg = config.load(folder / "PiMainteno.toml")
+    cfg = config.load(target)
     assert cfg.projects == () and cfg.database.exists()
-    before = (folder / "PiMainteno.toml").read_bytes()
-    again = run_cli("init", str(folder))
-    assert again.returncode == errors.BAD_INPUT
-    assert (
-        again.stderr.strip()
-        == f"Error: {folder / 'PiMainteno.toml'} already exists; not overwriting it (edit it, or pass another DIR)"
-    )
-    assert (folder / "PiMainteno.toml").read_bytes() == before
-
-
-def test_init_in_a_git_repository_adds_it_as_a_project(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "my app")
-    assert run_cli("init", cwd=repo).returncode == 0
-    cfg = config.load(repo / "PiMainteno.toml")
-    assert [(p.name, p.path, p.unit) for p in cfg.projects] == [("my-app", repo, "my app.service")]
+    before = target.read_bytes()
+    again = run_cli("init", cwd=tmp_path)
+    assert again.returncode == 0 and f"kept the existing configuration {target}" in again.stderr
+    assert target.read_bytes() == before
 
 
 def test_projects_and_status_on_a_new_config(tmp_path: Path) -> None:

@@ -1,61 +1,61 @@
-"""`pimainteno init [DIR]`: a commented starter configuration and the database."""
+"""`pimainteno init [PATH]`: the host's one configuration and its database; inside a git repository
+also add that repository as a project. Never writes into a project's tree, never overwrites."""
 
 from __future__ import annotations
 
 import logging
-import os
-from importlib import resources
 from pathlib import Path
 
-from pimainteno import config
+from pimainteno import onboard
 from pimainteno.errors import InputError
 
 log = logging.getLogger("pimainteno")
 
 
-def starter_config(directory: Path) -> str:
-    template = resources.files("pimainteno").joinpath("templates/starter.toml").read_text()
-    project = ""
-    if (directory / ".git").exists():
-        project = (
-            "\n[[project]]\n"
-            f"path = {_toml_string(str(directory.resolve()))}\n"
-            '# test = "python -m pytest -q"   # proves every patch before it lands\n'
-            '# mode = "push"                  # propose, apply, commit or push\n'
-        )
-    else:
-        project = (
-            '\n# [[project]]\n# path = "~/src/app"               # a git repository\n# test = "python -m pytest -q"\n'
-        )
-    return template % {"projects": project}
+def init(
+    path: Path | None, config_path: str | None, db_override: str | None = None, *, system: bool = False
+) -> tuple[Path, bool, onboard.Added | None]:
+    """Write the starter (unless one exists), create the database, add ``path``'s repository.
 
-
-def _toml_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def init(directory: Path, db_override: str | None = None) -> tuple[Path, Path]:
-    directory = directory.expanduser()
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory.resolve() / config.CONFIG_NAME
-    try:
-        # "x": never overwrite, even if another process writes the file meanwhile.
-        with open(target, "x") as f:
-            f.write(starter_config(directory))
-    except FileExistsError:
-        raise InputError(f"{target} already exists; not overwriting it (edit it, or pass another DIR)") from None
-    except OSError as e:
-        raise InputError(f"cannot write {target}: {e.strerror}") from None
-    try:
-        cfg = config.load(target)
-    except Exception:
-        os.unlink(target)  # a starter that does not load is our bug; leave nothing half-done
-        raise
+    Returns the configuration's path, whether it was written now, and the project added (if any).
+    """
+    from pimainteno import config
     from pimainteno.db import open_db
 
+    target = onboard.host_config_path(config_path, system=system)
+    written = onboard.write_starter(target)
+    log.info("%s %s", "wrote" if written else "kept the existing configuration", target)
+    cfg = config.load(target)
     db_path = Path(db_override).expanduser() if db_override else cfg.database
     open_db(db_path).conn.close()
-    log.info("wrote %s", target)
     log.info("database %s", db_path)
-    log.info("next: add a [[project]] to it, then `pimainteno projects` and `pimainteno status`")
-    return target, db_path
+
+    where = (path or Path.cwd()).expanduser()
+    if path is not None and not where.is_dir():
+        raise InputError(f"{where} is not a directory; give the path of a git repository to add")
+    added = None
+    root = onboard.repo_root(where)
+    if root is not None:
+        if any(p.path.resolve() == root.resolve() for p in cfg.projects):
+            log.info("%s is already a project in %s", root, target)
+        else:
+            added = onboard.add_project(target, onboard.describe_repo(root))
+    elif path is not None:
+        raise InputError(
+            f"{where} is not inside a git repository; the configuration is ready, add one with `pimainteno add PATH`"
+        )
+    _next_steps(target, config_path, added)
+    return target, written, added
+
+
+def _next_steps(target: Path, config_path: str | None, added: onboard.Added | None) -> None:
+    from pimainteno import config
+
+    found = next((p for p in config.search_path() if p.exists()), None)
+    if not config_path and found is not None and found != target:
+        log.warning("note: %s comes first in the search order here; pass --config %s", found, target)
+    if added is not None:
+        log.info("added project %s (%s)", added.name, added.path)
+        log.info("next: `pimainteno doctor`, then `pimainteno run %s`", added.name)
+    else:
+        log.info("next: `pimainteno add PATH` for each repository, then `pimainteno doctor`")
