@@ -75,13 +75,50 @@ def cli(ctx: click.Context, config_path: str | None, db_path: str | None, verbos
 
 
 @cli.command()
-@click.argument("directory", required=False, type=click.Path(file_okay=False), default=".")
+@click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--system", is_flag=True, help="Write /etc/pimainteno/PiMainteno.toml (root) instead of ~/.config.")
 @click.pass_obj
-def init(app: App, directory: str) -> None:
-    """Write a starter PiMainteno.toml and create the database."""
+def init(app: App, path: Path | None, system: bool) -> None:
+    """Write the host's configuration (never overwrites), create the database, add PATH's repository."""
     from pimainteno.commands import init as cmd
 
-    cmd.init(Path(directory), app.db_path)
+    cmd.init(path, app.config_path, app.db_path, system=system)
+
+
+@cli.command()
+@click.argument("path", required=False, default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", help="The project's name [default: the directory's name].")
+@json_option
+@click.pass_obj
+def add(app: App, path: Path, name: str | None, json_: bool) -> None:
+    """Add a git repository to the configuration (name, branch, remote, unit, detected test command)."""
+    from pimainteno.commands import add as cmd
+
+    added = cmd.add(app, path, name)
+    print_json({**added.values, "sources": added.sources}) if json_ else click.echo("\n".join(cmd.lines(added)))
+
+
+@cli.command()
+@click.argument("name")
+@click.pass_obj
+def remove(app: App, name: str) -> None:
+    """Remove a project from the configuration (its repository and records stay)."""
+    from pimainteno.commands import remove as cmd
+
+    click.echo(f"removed project {name} ({cmd.remove(app, name)}); its repository is untouched", err=True)
+
+
+@cli.command()
+@click.argument("project", required=False)
+@json_option
+@click.pass_obj
+def doctor(app: App, project: str | None, json_: bool) -> None:
+    """Check the set-up, one line per check: ✓ fine, ! worth a look, ✗ what to fix (exit 5)."""
+    from pimainteno.commands import doctor as cmd
+
+    checks = cmd.run(app, project)
+    print_json([c.as_dict() for c in checks]) if json_ else cmd.print_checks(checks)
+    click.get_current_context().exit(cmd.exit_code(checks))
 
 
 @cli.command()

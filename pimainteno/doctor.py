@@ -1,0 +1,447 @@
+"""Check a set-up before 3 a.m. does: each check returns data (ok, warn or fail, what was found,
+what to do); `pimainteno doctor` prints them. Nothing here changes the host, the repositories or
+the configuration (the database is created and migrated, as every command would)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shlex
+import shutil
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pimainteno.procs import run_command
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+MARKS = {OK: "✓", WARN: "!", FAIL: "✗"}
+CODEX_TESTED = ((0, 169, 0), (0, 171, 0))  # the oldest and newest codex releases the tests pass with
+PROBE_TIMEOUT = 15.0  # seconds per probe (git ls-remote, codex sandbox, bwrap, systemctl)
+# never prompt for a password or a host key: a doctor run must not hang on a terminal it does not own
+QUIET_GIT = {"GIT_TERMINAL_PROMPT": "0", "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=10"}
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str  # what was found
+    fix: str = ""  # what to do about it ("" when nothing)
+    project: str | None = None
+
+    def line(self) -> str:
+        where = f"{self.project}: " if self.project else ""
+        return f"{MARKS[self.status]} {where}{self.name}: {self.detail}" + (f" — {self.fix}" if self.fix else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _probe(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[bool, str]:
+    result = run_command(argv, cwd or Path("/"), PROBE_TIMEOUT, env=env)
+    text = (result.error or result.output).strip()
+    if result.timed_out:
+        return False, f"no answer within {PROBE_TIMEOUT:g}s"
+    return result.ok, text.splitlines()[-1] if text else ""
+
+
+def _dir_check(name: str, path: Path, what: str) -> Check:
+    if not path.exists():
+        return Check(name, OK, f"{path} (created on first use)")
+    info = path.stat()
+    mode = stat.S_IMODE(info.st_mode)
+    detail = f"{path} (owner uid {info.st_uid}, mode {mode:o})"
+    if info.st_uid != os.geteuid():
+        return Check(name, FAIL, detail, f"owned by another user; `chown -R {os.geteuid()} {path}` or run as its owner")
+    if mode & 0o022:
+        return Check(name, WARN, detail, f"others can write {what}; `chmod go-w {path}`")
+    if not os.access(path, os.W_OK | os.X_OK):
+        return Check(name, FAIL, detail, f"not writable; `chmod u+rwx {path}`")
+    return Check(name, OK, detail)
+
+
+def host_checks(cfg: Any, db_path: Path) -> Iterator[Check]:
+    """The configuration's surroundings: database, state and queue directories, git."""
+    from pimainteno import db
+
+    try:
+        database = db.open_db(db_path)
+        mode = database.execute("PRAGMA journal_mode").fetchone()[0]
+        database.execute("BEGIN IMMEDIATE")  # takes the write lock: proves the file is writable
+        database.execute("ROLLBACK")
+        database.conn.close()
+        if mode.lower() != "wal":
+            yield Check(
+                "database",
+                WARN,
+                f"{db_path} is in {mode} mode",
+                "other commands may wait on it; check the filesystem supports WAL",
+            )
+        else:
+            yield Check("database", OK, f"{db_path} (migrated, WAL, writable)")
+    except Exception as e:  # noqa: BLE001 - any failure to open is the finding
+        yield Check("database", FAIL, f"{db_path}: {e}", "fix the path ([database] path or --db) or its permissions")
+    yield _dir_check("state directory", cfg.state_dir, "the state directory")
+    yield _dir_check("queue directory", cfg.queue_dir, "the queue (anyone could queue runs)")
+    git = shutil.which("git")
+    if git is None:
+        yield Check("git", FAIL, "git not found on PATH", "apt install git")
+    else:
+        ok, out = _probe([git, "--version"])
+        yield Check("git", OK if ok else FAIL, out or git, "" if ok else "reinstall git")
+
+
+def _git(project: Any, *args: str) -> tuple[bool, str]:
+    return _probe(["git", "-C", str(project.path), *args], env=QUIET_GIT)
+
+
+def project_checks(cfg: Any, project: Any) -> Iterator[Check]:
+    """One project: path, branch, remote, clean tree, test command, editable installs, unit."""
+    from pimainteno.config import check_project_path
+
+    def check(name: str, status: str, detail: str, fix: str = "") -> Check:
+        return Check(name, status, detail, fix, project.name)
+
+    problem = check_project_path(project)
+    if problem:
+        yield check("path", FAIL, problem, f"fix its path in {cfg.path} or `pimainteno remove {project.name}`")
+        return
+    yield check("path", OK, str(project.path))
+    ok, current = _git(project, "symbolic-ref", "--quiet", "--short", "HEAD")
+    if project.branch and current != project.branch:
+        yield check("branch", WARN, f"{current or 'a detached HEAD'} is checked out, not {project.branch}",
+                    f"`git -C {shlex.quote(str(project.path))} switch {project.branch}`; runs merge into the checked-out branch")  # fmt: skip
+    else:
+        yield check("branch", OK if ok else WARN, current or "a detached HEAD", "" if ok else "check out a branch")
+    yield from _remote_checks(project, project.branch or current, check)
+    ok, dirty = _git(project, "status", "--porcelain", "--untracked-files=no")
+    if ok and dirty:
+        yield check("working tree", WARN, "uncommitted changes to tracked files",
+                    "commit or stash them; a run will not merge a patch over them")  # fmt: skip
+    else:
+        yield check("working tree", OK if ok else WARN, "clean" if ok else dirty)
+    yield _test_check(project, check)
+    yield from _editable_checks(project, check)
+    if not project.restart:
+        yield check("unit", OK, "restart = false: no service restarted after a push")
+    else:
+        from pimainteno.onboard import unit_known
+
+        if unit_known(project.unit):
+            yield check("unit", OK, f"systemd knows {project.unit}")
+        else:
+            yield check("unit", WARN, f"systemd does not know {project.unit}; runs will skip the restart",
+                        f"set unit = \"...\" to the project's service, or restart = false, in {cfg.path}")  # fmt: skip
+
+
+def _remote_checks(project: Any, branch: str | None, check: Callable[..., Check]) -> Iterator[Check]:
+    ok, url = _git(project, "remote", "get-url", project.remote)
+    if not ok:
+        yield check(
+            "remote",
+            FAIL,
+            f"no remote {project.remote!r}",
+            f'`git remote add {project.remote} URL`, or set remote = "..."',
+        )
+        return
+    ok, out = _git(project, "ls-remote", "--exit-code", "--heads", project.remote)
+    if not ok:
+        yield check(
+            "remote",
+            FAIL,
+            f"{project.remote} ({url}) did not answer: {out}",
+            "check the URL, the network and the credentials",
+        )
+        return
+    yield check("remote", OK, f"{project.remote} ({url}) answers")
+    if not branch:
+        return
+    ok, out = _git(
+        project, "push", "--dry-run", "--porcelain", project.remote, f"HEAD:refs/heads/{project.push_branch or branch}"
+    )
+    local = Path(url).expanduser()
+    if ok and local.is_dir() and not os.access(local, os.W_OK):
+        ok, out = False, f"{local} is not writable by this user"
+    if ok:
+        yield check("push", OK, f"a dry-run push to {project.remote} {project.push_branch or branch} is accepted")
+    elif "rejected" in out or "non-fast-forward" in out or "fetch first" in out:
+        yield check(
+            "push",
+            WARN,
+            f"{project.remote} has commits this checkout lacks",
+            "`git pull`; pushes are fast-forward only",
+        )
+    else:
+        yield check(
+            "push", FAIL, f"a dry-run push was refused: {out}", "give this user push access (a deploy key, a token)"
+        )
+
+
+def _first_word(command: str | tuple[str, ...]) -> str:
+    if isinstance(command, str):
+        words = shlex.split(command)
+        words = [w for w in words if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", w)]  # VAR=value prefixes
+        return words[0] if words else ""
+    return command[0]
+
+
+def _found(word: str, cwd: Path) -> bool:
+    if os.sep in word:
+        path = Path(word) if Path(word).is_absolute() else cwd / word
+        return path.is_file() and os.access(path, os.X_OK)
+    return shutil.which(word) is not None
+
+
+def _test_check(project: Any, check: Callable[..., Check]) -> Check:
+    if project.test is None:
+        from pimainteno.detect import detect_test_command
+
+        found = detect_test_command(project.path)
+        hint = f'test = "{found[0]}" ({found[1]})' if found else 'test = "the command that runs its tests"'
+        return check("test command", WARN, "none: patches cannot be proven by the project's tests", f"set {hint}")
+    word = _first_word(project.test)
+    if not word or not _found(word, project.path):
+        return check(
+            "test command",
+            FAIL,
+            f"{word or project.test!r} not found",
+            "install it or fix test = ... (run from the project's directory)",
+        )
+    return check(
+        "test command",
+        OK,
+        f"{project.test if isinstance(project.test, str) else shlex.join(project.test)} ({word} found)",
+    )
+
+
+def _venvs(project: Any) -> Iterator[Path]:
+    """The Python environments the project's tests may use: its own venvs and the test's interpreter."""
+    seen: set[Path] = set()
+    candidates = [project.path / d for d in (".venv", "venv", "env", ".tox")]
+    if project.test is not None:
+        word = _first_word(project.test)
+        if os.sep in word:
+            candidates.append(Path(word).parent.parent)
+    for base in candidates:
+        for site in sorted(base.glob("lib/python*/site-packages")) + sorted(base.glob("*/lib/python*/site-packages")):
+            if site not in seen:
+                seen.add(site)
+                yield site
+
+
+def editable_installs(project: Any) -> list[str]:
+    """Installed packages that import from the project's own checkout (`pip install -e .`, .pth files)."""
+    root = project.path.resolve()
+    found = []
+    for site in _venvs(project):
+        for direct in site.glob("*.dist-info/direct_url.json"):
+            try:
+                url = json.loads(direct.read_text()).get("url", "")
+            except (OSError, ValueError):
+                continue
+            if url.startswith("file://") and Path(url[7:]).resolve().is_relative_to(root):
+                found.append(f"{direct.parent.name} in {site}")
+        for pth in site.glob("*.pth"):
+            lines = pth.read_text(errors="replace").splitlines()
+            if any(
+                line.strip()
+                and not line.startswith(("#", "import"))
+                and Path(line.strip()).resolve().is_relative_to(root)
+                for line in lines
+            ):
+                found.append(f"{pth.name} in {site}")
+    return found
+
+
+def _editable_checks(project: Any, check: Callable[..., Check]) -> Iterator[Check]:
+    found = editable_installs(project)
+    if not found:
+        return
+    what = f"{found[0]}" + (f" (and {len(found) - 1} more)" if len(found) > 1 else "") + " points into the project"
+    if getattr(project, "sandbox", True) is False:
+        yield check("editable install", WARN, what + "; with sandbox = false the tests import the unpatched checkout",
+                    "remove sandbox = false so validation runs in the proof sandbox")  # fmt: skip
+    else:
+        yield check(
+            "editable install",
+            OK,
+            what + "; fine: validation runs in the proof sandbox, which shows the patched tree there",
+        )
+
+
+def codex_version(codex: str) -> tuple[int, ...] | None:
+    ok, out = _probe([codex, "--version"])
+    found = re.search(r"(\d+)\.(\d+)\.(\d+)", out) if ok else None
+    return tuple(int(x) for x in found.groups()) if found else None
+
+
+def provider_checks(cfg: Any) -> Iterator[Check]:
+    """Each provider in use: codex found, its version, its sandbox; or the fixer command found."""
+    used = {cfg.provider_for(p) for p in cfg.projects} or {cfg.llm.provider}
+    if "codex" in used:
+        yield from _codex_checks(cfg.llm)
+    if "command" in used:
+        commands = [p.command or cfg.llm.command for p in cfg.projects if cfg.provider_for(p) == "command"] or [
+            cfg.llm.command
+        ]
+        for command in dict.fromkeys(c if isinstance(c, str) or c is None else tuple(c) for c in commands):
+            if command is None:
+                yield Check(
+                    "fixer",
+                    FAIL,
+                    'provider = "command" but no command is set',
+                    'set [llm] command = "ruff check --fix ." (any fixer)',
+                )
+            elif _found(_first_word(command), Path.cwd()):
+                yield Check("fixer", OK, f"{_first_word(command)} found")
+            else:
+                yield Check(
+                    "fixer", FAIL, f"{_first_word(command)!r} not found on PATH", "install it or fix [llm] command"
+                )
+    if "llm" in used:
+        ok = importlib.util.find_spec("llm") is not None
+        yield Check(
+            "llm",
+            OK if ok else FAIL,
+            "the llm library " + ("is installed" if ok else "is missing"),
+            "" if ok else "pip install 'pimainteno[llm]'",
+        )
+
+
+def _codex_checks(llm: Any) -> Iterator[Check]:
+    from pimainteno.errors import ToolError
+    from pimainteno.providers.codex import find_codex
+
+    try:
+        codex = find_codex(llm)
+    except ToolError as e:
+        yield Check("codex", FAIL, str(e).split(";")[0], "npm install -g @openai/codex, or set [llm] codex = PATH")
+        return
+    version = codex_version(codex)
+    shown = ".".join(map(str, version)) if version else "unknown"
+    lo, hi = CODEX_TESTED
+    if version is None or not lo <= version <= hi:
+        tested = f"{'.'.join(map(str, lo))}–{'.'.join(map(str, hi))}"
+        yield Check(
+            "codex",
+            WARN,
+            f"{codex} version {shown}, not one the tests ran with ({tested})",
+            "it may work; if runs fail, install a tested version",
+        )
+    else:
+        yield Check("codex", OK, f"{codex} version {shown}")
+    helptext = run_command([codex, "sandbox", "--help"], Path("/"), PROBE_TIMEOUT).output
+    # codex 0.169-0.171 run `codex sandbox -- CMD`; older releases had a `linux` subcommand
+    argv = (
+        [codex, "sandbox", "linux", "--", "true"]
+        if re.search(r"^\s+linux\s", helptext, re.M)
+        else [codex, "sandbox", "--", "true"]
+    )
+    ok, out = _probe(argv)
+    home = os.environ.get("CODEX_HOME", "")
+    if ok:
+        yield Check("codex sandbox", OK, f"`{shlex.join(argv[1:])}` runs a command")
+    elif home.startswith("/tmp/") and "execvp" in out:
+        yield Check(
+            "codex sandbox",
+            FAIL,
+            f"cannot run a command: {out}",
+            f"CODEX_HOME={home} is under /tmp, where codex refuses its helper; move it (e.g. to ~/.codex)",
+        )
+    else:
+        yield Check(
+            "codex sandbox",
+            FAIL,
+            f"cannot run a command: {out}",
+            "install bubblewrap and allow user namespaces (see the bubblewrap check)",
+        )
+
+
+def system_checks(cfg: Any) -> Iterator[Check]:
+    """systemd (bus and pystemd), bubblewrap and user namespaces, the dashboard's secret and address."""
+    # runs skip the restart when there is no systemd (and say so); only the watcher cannot do without
+    needs_systemd = cfg.monitor.enabled
+    systemctl = shutil.which("systemctl")
+    ok, out = (
+        _probe([systemctl, *(["--user"] if cfg.monitor.user else []), "is-system-running"])
+        if systemctl
+        else (False, "systemctl not found")
+    )
+    reachable = ok or out in ("degraded", "starting", "initializing", "maintenance", "stopping")
+    level = FAIL if needs_systemd else WARN
+    if reachable:
+        yield Check("systemd", OK, f"bus reachable ({out or 'running'})")
+    else:
+        yield Check(
+            "systemd",
+            level,
+            f"bus not reachable: {out}",
+            "restarts, watch and heal need systemd; without it set restart = false",
+        )
+    if importlib.util.find_spec("pystemd") is not None:
+        yield Check("pystemd", OK, "installed (restart, watch, heal)")
+    else:
+        yield Check("pystemd", level if reachable else WARN, "not installed: restart, watch, heal and rollback cannot talk to systemd",
+                    "apt install libsystemd-dev pkg-config gcc && pip install 'pimainteno[systemd]'")  # fmt: skip
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        yield Check(
+            "bubblewrap", FAIL, "bwrap not found: the proof sandbox cannot run the tests", "apt install bubblewrap"
+        )
+    else:
+        ok, out = _probe([bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all", "true"])
+        fix = (
+            ""
+            if ok
+            else "enable user namespaces: sysctl kernel.unprivileged_userns_clone=1 (and user.max_user_namespaces > 0)"
+        )
+        yield Check(
+            "bubblewrap",
+            OK if ok else FAIL,
+            "bwrap runs a command in new namespaces" if ok else f"bwrap failed: {out}",
+            fix,
+        )
+    yield from _dashboard_checks(cfg)
+
+
+def _dashboard_checks(cfg: Any) -> Iterator[Check]:
+    secret = cfg.state_dir / "dashboard-secret"
+    if not secret.exists():
+        yield Check("dashboard secret", OK, f"{secret} is created on the first `pimainteno dashboard`")
+    else:
+        mode = stat.S_IMODE(secret.stat().st_mode)
+        fix = "" if not mode & 0o077 else f"others can read it and sign logins: `chmod 600 {secret}`"
+        yield Check("dashboard secret", FAIL if fix else OK, f"{secret} (mode {mode:o})", fix)
+    host = cfg.web.host
+    if host in ("127.0.0.1", "::1", "localhost"):
+        yield Check("dashboard address", OK, f"{host}:{cfg.web.port} (this machine only)")
+    else:
+        yield Check("dashboard address", WARN, f"{host}:{cfg.web.port} is reachable from other machines",
+                    "put an authenticating proxy in front, or bind [web] host = \"127.0.0.1\"")  # fmt: skip
+
+
+def run_checks(config_path: str | None, db_override: str | None, project: str | None = None) -> list[Check]:
+    """Every check, in order; a configuration that does not load is the only check then."""
+    from pimainteno import config
+
+    try:
+        cfg = config.load(config_path)
+    except Exception as e:  # noqa: BLE001 - the configuration's error is the finding
+        return [Check("configuration", FAIL, str(e), "fix it, or run `pimainteno init` to write one")]
+    checks = [Check("configuration", OK, f"{cfg.path} ({len(cfg.projects)} project{'s' * (len(cfg.projects) != 1)})")]
+    if not cfg.projects:
+        checks[0] = Check(
+            "configuration", WARN, f"{cfg.path} has no projects", "`pimainteno add PATH` for each repository"
+        )
+    projects = [cfg.project(project)] if project else list(cfg.projects)
+    checks += host_checks(cfg, Path(db_override).expanduser() if db_override else cfg.database)
+    for p in projects:
+        checks += project_checks(cfg, p)
+    checks += provider_checks(cfg)
+    checks += system_checks(cfg)
+    return checks
