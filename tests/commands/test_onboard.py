@@ -208,3 +208,29 @@ def test_the_readme_path_on_two_real_repositories(host: Path, tmp_path: Path) ->
     status = json.loads(cli_ok("status", "--json").stdout)
     assert sorted((r["project"], r["status"]) for r in status["runs"]) == [("tool", "ok"), ("webapp", "ok")]
     assert status["queue"]["pending"] == []
+
+
+@pytest.mark.slow
+def test_pip_install_needs_no_compiler_and_the_demo_runs_from_it(tmp_path: Path) -> None:
+    """`pip install .` on a machine without libsystemd headers or a compiler, then `pimainteno demo`."""
+    from tests.conftest import REPO_ROOT
+
+    source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info next to the sources
+    files = run_git(REPO_ROOT, "ls-files", "-z").split("\0")
+    for name in filter(None, files):
+        if (REPO_ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            (source / name).write_bytes((REPO_ROOT / name).read_bytes())
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    no_compiler = {**os.environ, "PKG_CONFIG": "/bin/false", "CC": "/bin/false", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"{source}[demo]"],
+                             env=no_compiler, capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert install.returncode == 0, install.stderr[-3000:]
+    listed = subprocess.run([str(venv / "bin" / "pip"), "list"], capture_output=True, text=True, check=True).stdout
+    assert "pystemd" not in listed and "tomlkit" in listed
+    demo = subprocess.run([str(venv / "bin" / "pimainteno"), "demo", str(tmp_path / "demo")],
+                          env={**no_compiler, "PYTHONPATH": ""}, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+    assert "\nResult: demo-app: ok — run #1 — proposal #1 — commit " in demo.stdout
+    assert "pystemd" not in demo.stderr
