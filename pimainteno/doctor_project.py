@@ -49,7 +49,7 @@ def project_checks(cfg: Any, project: Any) -> Iterator[Check]:
     else:
         from pimainteno.onboard import unit_known
 
-        if unit_known(project.unit):
+        if unit_known(project.unit, user=cfg.monitor.user):
             yield check("unit", OK, f"systemd knows {project.unit}")
         else:
             yield check("unit", WARN, f"systemd does not know {project.unit}; runs will skip the restart",
@@ -114,11 +114,28 @@ def _test_check(project: Any, check: Callable[..., Check]) -> Check:
             f"{word or project.test!r} not found",
             "install it or fix test = ... (run from the project's directory)",
         )
-    return check(
-        "test command",
-        OK,
-        f"{project.test if isinstance(project.test, str) else shlex.join(project.test)} ({word} found)",
-    )
+    shown = project.test if isinstance(project.test, str) else shlex.join(project.test)
+    dry_run = _dry_run(project.test, word)
+    if dry_run is not None:
+        ok, out = probe(dry_run, project.path)
+        if not ok:
+            return check(
+                "test command", FAIL, f"{shown}: `{shlex.join(dry_run)}` fails: {out}", "install what it needs"
+            )
+        probe_shown = shlex.join([os.path.basename(word), *dry_run[1:]])
+        return check("test command", OK, f"{shown} ({word} found; `{probe_shown}` passes)")
+    return check("test command", OK, f"{shown} ({word} found)")
+
+
+def _dry_run(command: str | tuple[str, ...], word: str) -> list[str] | None:
+    """A harmless probe that the command can start: the module imports, the Makefile has the target."""
+    words = shlex.split(command) if isinstance(command, str) else list(command)
+    words = words[words.index(word) :]
+    if len(words) >= 3 and words[1] == "-m" and os.path.basename(word).startswith("python"):
+        return [word, "-c", f"import {words[2]}"]
+    if os.path.basename(word) == "make" and len(words) >= 2 and not words[1].startswith("-"):
+        return [word, "-n", words[1]]
+    return None
 
 
 def _venvs(project: Any) -> Iterator[Path]:

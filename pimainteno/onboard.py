@@ -93,11 +93,12 @@ def repo_root(path: Path) -> Path | None:
     return Path(top) if top else None
 
 
-def unit_known(unit: str) -> bool:
-    """Does the system's systemd have this unit? False without systemd (no pystemd needed)."""
+def unit_known(unit: str, *, user: bool = False) -> bool:
+    """Does systemd (the system's, or the user's) have this unit? False without systemd; no pystemd needed."""
     if shutil.which("systemctl") is None:
         return False
-    state = _ask(["systemctl", "show", "--property=LoadState", "--value", unit], Path("/"))
+    scope = ["--user"] if user else []
+    state = _ask(["systemctl", *scope, "show", "--property=LoadState", "--value", unit], Path("/"))
     return state == "loaded"
 
 

@@ -62,7 +62,7 @@ def test_a_healthy_project_is_all_ticks(tmp_path: Path, repo: Path) -> None:
     project = {name: c["status"] for (p, name), c in checks.items() if p == "app"}
     assert project == {"path": "ok", "branch": "ok", "remote": "ok", "push": "ok", "working tree": "ok",
                        "test command": "ok", "unit": "ok"}  # fmt: skip
-    assert checks["app", "test command"]["detail"] == "make test (make found)"
+    assert checks["app", "test command"]["detail"] == "make test (make found; `make -n test` passes)"
     assert checks[None, "fixer"]["status"] == "ok"
     assert code == 0  # no ✗ here: systemd offline is advice while nothing watches units
 
@@ -82,6 +82,16 @@ def test_an_unreachable_remote_a_dirty_tree_and_no_test_command(tmp_path: Path, 
     assert (test["status"], test["fix"]) == ("warn", "set test = \"make test\" (Makefile has a 'test' target)")
     text = lines()
     assert f"✗ app: remote: {remote['detail']} — check the URL, the network and the credentials" in text
+
+
+def test_a_test_module_that_is_not_installed_fails(tmp_path: Path, repo: Path) -> None:
+    configure(tmp_path, repo, f'test = "{sys.executable} -m no_such_runner -q"\n')
+    code, checks = doctor()
+    assert code == errors.VALIDATION_FAILED
+    assert checks["app", "test command"]["detail"] == (
+        f"{sys.executable} -m no_such_runner -q: `{sys.executable} -c 'import no_such_runner'` fails: "
+        "ModuleNotFoundError: No module named 'no_such_runner'"
+    )
 
 
 def test_a_test_command_that_is_not_installed_fails(tmp_path: Path, repo: Path) -> None:
