@@ -209,7 +209,7 @@ def remove_project(config_path: Path, name: str) -> Path:
     document = _load_document(config_path)
     tables = document.get("project") or []
     for i, table in enumerate(tables):
-        path = config._path(str(table.get("path", "")), config_path.parent.resolve())
+        path = config_path.parent.resolve() / Path(os.path.expandvars(str(table.get("path", "")))).expanduser()
         if table.get("name", config.name_from_path(path)) == name:
             del tables[i]
             if not len(tables):

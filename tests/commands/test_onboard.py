@@ -72,6 +72,26 @@ def test_init_writes_the_host_configuration_once_and_never_into_a_project(host: 
     assert not (Path.cwd() / "PiMainteno.toml").exists()
 
 
+def test_init_says_when_a_per_project_configuration_comes_first_here(host: Path) -> None:
+    (Path.cwd() / "PiMainteno.toml").write_text("")  # an old per-project configuration, still loading
+    result = cli_ok("init")
+    assert (
+        f"note: {Path.cwd() / 'PiMainteno.toml'} comes first in the search order here; pass --config {host}"
+        in result.output
+    )
+    assert config.load(host).projects == ()
+
+
+def test_remove_finds_a_project_by_its_relative_path(host: Path, tmp_path: Path) -> None:
+    cli_ok("init")
+    make_repo(host.parent / "near")
+    with host.open("a") as f:
+        f.write('\n[[project]]\npath = "near"   # relative to the configuration\n')
+    assert [p.name for p in config.load(host).projects] == ["near"]
+    cli_ok("remove", "near")
+    assert config.load(host).projects == () and "near" not in host.read_text()
+
+
 def test_init_with_codex_on_path_chooses_codex(host: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
