@@ -6,7 +6,7 @@ set -eu
 missing=""
 want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || missing="$missing $1"; }
 
-for pkg in git libsystemd-dev pkg-config chromium systemd dbus util-linux; do want "$pkg"; done
+for pkg in git libsystemd-dev pkg-config chromium systemd dbus util-linux bubblewrap python3-setuptools python3-wheel; do want "$pkg"; done
 command -v npm >/dev/null 2>&1 || want npm
 command -v node >/dev/null 2>&1 || want nodejs
 python3 -c 'import ensurepip, venv' 2>/dev/null || want python3-venv
