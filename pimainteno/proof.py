@@ -69,7 +69,8 @@ def expected_tree(repo: Path, head: str, patch: str) -> str:
                 return git(repo, "write-tree", env=env).strip()
             git(repo, "apply", "--cached", "--whitespace=nowarn", "-", input=patch, env=env)
         except GitError as e:
-            raise PatchRejected(f"patch rejected: it does not apply at {head[:12]}: {e}") from None
+            said = next((ln for ln in e.stderr.splitlines() if ln.startswith("error:")), "git apply refused it")
+            raise PatchRejected(f"patch rejected: it does not apply at {head[:12]}: {said.strip()}") from None
         return git(repo, "write-tree", env=env).strip()
 
 
