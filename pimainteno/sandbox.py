@@ -20,9 +20,11 @@ What the test command sees (see docs/pipeline.md, "The proof sandbox"):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -31,10 +33,11 @@ from pathlib import Path
 
 from pimainteno.errors import ConfigError, ToolError
 from pimainteno.git import GitError, git
-from pimainteno.procs import OUTPUT_LIMIT, CommandResult, run_command
+from pimainteno.procs import CommandResult, run_command
 
 INSTALL_HINT = "bubblewrap is not installed: apt install bubblewrap"
 GIT_VIEW = "/run/pimainteno-git"  # where the repository is shown read-only inside the sandbox
+SPARE_HOME = "/tmp/pimainteno-home"  # HOME inside when the real one does not exist (HOME=/nonexistent)
 # Read from the real HOME, read-only: git's configuration and user-level toolchains.
 HOME_SHOWN = (".gitconfig", ".config/git", ".local/bin", ".local/lib", ".pyenv", ".cargo/bin", ".cargo/registry",
               ".rustup", ".nvm", "go")  # fmt: skip
@@ -110,7 +113,7 @@ def run_tests(
         raise SandboxError(INSTALL_HINT)
     worktree, project = worktree.resolve(), project.resolve()
     token = f"pimainteno-sandbox-started-{secrets.token_hex(8)}"
-    shown = command if isinstance(command, str) else subprocess.list2cmdline(list(command))
+    shown = command if isinstance(command, str) else shlex.join(command)
     with tempfile.TemporaryDirectory(prefix="pimainteno-gitfile-") as scratch:
         argv = [
             bwrap,
@@ -123,10 +126,12 @@ def run_tests(
         raise SandboxError(f"the proof sandbox did not start: {result.error}")
     marker = token + "\n"
     if marker in result.output:
-        result.output = result.output.replace(marker, "", 1)
-    elif not result.timed_out and len(result.output.encode()) < OUTPUT_LIMIT:
-        # No marker and not a long output that cut it off: the test command never ran.
-        raise SandboxError(f"the proof sandbox did not start: {_cannot_start(_first_line(result.output))}")
+        return dataclasses.replace(result, output=result.output.replace(marker, "", 1))
+    said = _first_line(result.output)
+    if not result.timed_out and (not result.output.strip() or said.startswith("bwrap:")):
+        # No marker, and nothing or only bwrap's own complaint: the test command never ran.
+        # (A long output may have lost the marker from its head; that run did start.)
+        raise SandboxError(f"the proof sandbox did not start: {_cannot_start(said)}")
     return result
 
 
@@ -148,8 +153,8 @@ def sandbox_args(
     args += ["--unshare-pid", "--unshare-ipc", "--cap-drop", "ALL", "--die-with-parent", "--new-session"]
     args += _home_args(project)
     args += ["--bind", str(worktree), str(project)]
-    for env_dir in environments(project, worktree):
-        args += ["--ro-bind", str(env_dir), str(project / env_dir.name)]
+    for env_dir in environments(project, worktree):  # a symlinked one is shown as its target
+        args += ["--ro-bind", str(env_dir.resolve()), str(project / env_dir.name)]
     args += _git_args(worktree, project, scratch)
     for path in _writable(writable, project):
         args += ["--bind", str(path), str(path)]
@@ -163,7 +168,9 @@ def sandbox_args(
 def _home_args(project: Path) -> list[str]:
     """A private writable HOME at the same path; the real one hidden but for what tools need to read."""
     home = Path.home().resolve()
-    if home == Path("/") or project == home or home.is_relative_to(project):
+    if home == Path("/") or not home.exists():
+        return ["--dir", SPARE_HOME, "--setenv", "HOME", SPARE_HOME]
+    if project == home or home.is_relative_to(project):
         return []
     args = ["--tmpfs", str(home)]
     for name in HOME_SHOWN:
@@ -179,7 +186,7 @@ def environments(project: Path, worktree: Path) -> list[Path]:
     except OSError:
         return []
     for entry in entries:
-        if (worktree / entry.name).exists() or entry.is_symlink() or not entry.is_dir():
+        if (worktree / entry.name).exists() or (worktree / entry.name).is_symlink() or not entry.is_dir():
             continue
         if entry.name == "node_modules" or (entry / "pyvenv.cfg").is_file():
             found.append(entry)

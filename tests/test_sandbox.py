@@ -271,3 +271,46 @@ def test_missing_bubblewrap_names_the_package(tmp_path: Path, monkeypatch: pytes
         sandbox.run_tests("true", project, project, 30)
     # Explicitly unsandboxed (`sandbox = false`) still runs, bare.
     assert sandbox.run_tests([sys.executable, "-c", "pass"], project, project, 30, enabled=False).ok
+
+
+@needs_bwrap
+def test_home_is_private_but_git_configuration_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = make_repo(tmp_path / "app")
+    home = Path.home()
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "id_ed25519").write_text("secret key\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-for-tests")
+    script = (
+        "cat ~/.ssh/id_ed25519 2>/dev/null || echo key-hidden; git config init.defaultBranch; "
+        'echo "key=${OPENAI_API_KEY:-unset}"; echo cached > ~/.cache-probe && cat ~/.cache-probe'
+    )
+    with g.temporary_worktree(project, tmp_path / "state", "h") as wt:
+        result = sandbox.run_tests(script, wt, project, 30)
+    assert result.output.split() == ["key-hidden", "main", "key=unset", "cached"]
+    assert not (home / ".cache-probe").exists()
+
+
+@needs_bwrap
+def test_a_missing_home_gets_a_private_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = make_repo(tmp_path / "app")
+    with g.temporary_worktree(project, tmp_path / "state", "h") as wt:
+        monkeypatch.setenv("HOME", "/nonexistent")  # what system users often have
+        result = sandbox.run_tests('echo x > "$HOME/probe" && echo "$HOME"', wt, project, 30)
+    assert result.ok, result.output
+    assert result.output.strip() == sandbox.SPARE_HOME
+
+
+@needs_bwrap
+def test_a_symlinked_venv_and_an_argument_list_command(tmp_path: Path) -> None:
+    project = make_repo(tmp_path / "app", {".gitignore": ".venv\n"})
+    real_venv = tmp_path / "envs" / "app"
+    (real_venv / "bin").mkdir(parents=True)
+    (real_venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (real_venv / "bin" / "tool").write_text('#!/bin/sh\necho "tool says: $1"\n')
+    (real_venv / "bin" / "tool").chmod(0o755)
+    (project / ".venv").symlink_to(real_venv)
+    with g.temporary_worktree(project, tmp_path / "state", "v") as wt:
+        result = sandbox.run_tests([".venv/bin/tool", "it's $HOME; ok"], wt, project, 30)
+    assert result.ok, result.output
+    assert result.output == "tool says: it's $HOME; ok\n"
