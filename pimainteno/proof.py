@@ -7,6 +7,7 @@ The commit that lands is then built from the proposal's own diff on the recorded
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
@@ -28,6 +29,8 @@ _NO_TESTS = [
 _CARGO_RESULT = re.compile(r"^test result: \w+\. (\d+) passed; (\d+) failed", re.M)
 _GO_PACKAGE = re.compile(r"^(ok|FAIL|\?)\s+\S+\s*(.*)$", re.M)
 PYTEST_NO_TESTS = 5  # pytest's exit status when it collected nothing
+# git options for the checks: no fsmonitor hook, paths as they are
+_SAFE = ("-c", "core.fsmonitor=false", "-c", "core.quotepath=off")
 
 
 class RepositoryChanged(ValidationFailed):
@@ -41,6 +44,7 @@ class Expected:
     head: str  # the commit the proposal was applied on
     tree: str  # HEAD + the proposal, as git writes it
     refs: str  # branches and tags of the repository, `refname sha` per line
+    settings: dict[str, str]  # .git/config, hooks, info/attributes: path -> sha256 of the content
 
 
 def ran_no_tests(result: CommandResult) -> str | None:
@@ -80,7 +84,7 @@ def record(worktree: Path, patch: str) -> Expected:
     The caller has applied the patch with `git apply --index` (index and files both hold it).
     """
     head = git(worktree, "rev-parse", "HEAD").strip()
-    expected = Expected(head, expected_tree(worktree, head, patch), _refs(worktree))
+    expected = Expected(head, expected_tree(worktree, head, patch), _refs(worktree), _settings(worktree))
     if git(worktree, "write-tree").strip() != expected.tree or _changed_files(worktree):
         raise ValidationFailed("the validation worktree is not HEAD + the proposal before the tests; not tested")
     return expected
@@ -89,8 +93,21 @@ def record(worktree: Path, patch: str) -> Expected:
 def check_unchanged(worktree: Path, expected: Expected) -> None:
     """After the tests: HEAD, refs, index and tracked files as recorded, or RepositoryChanged.
 
-    Untracked files (build output, caches) are ignored: they never reach the commit.
+    Untracked files (build output, caches) are ignored: they never reach the commit. The repository's
+    settings are compared first: a hook, filter or fsmonitor planted there would run with git.
     """
+    try:
+        toplevel = git(worktree, "rev-parse", "--show-toplevel").strip()
+    except GitError:
+        toplevel = ""
+    if not toplevel or not Path(toplevel).samefile(worktree):
+        raise RepositoryChanged("the tests changed the repository (the worktree's `.git`)")
+    settings = _settings(worktree)
+    if settings != expected.settings:
+        changed = sorted(
+            k for k in settings.keys() | expected.settings.keys() if settings.get(k) != expected.settings.get(k)
+        )
+        raise RepositoryChanged(f"the tests changed the repository ({changed[0]})")
     head = git(worktree, "rev-parse", "HEAD").strip()
     if head != expected.head:
         subject = git(worktree, "log", "-1", "--format=%h %s", head, check=False).strip()
@@ -99,7 +116,7 @@ def check_unchanged(worktree: Path, expected: Expected) -> None:
     if refs != expected.refs:
         moved = sorted(set(refs.splitlines()) ^ set(expected.refs.splitlines()))
         raise RepositoryChanged(f"the tests changed the repository (the ref {moved[0].split(' ')[0]})")
-    staged = git(worktree, "diff-index", "--cached", "--name-only", "-z", expected.tree).split("\0")
+    staged = git(worktree, *_SAFE, "diff-index", "--cached", "--name-only", "-z", expected.tree).split("\0")
     if any(staged):
         raise RepositoryChanged(f"the tests changed the repository (staged `{next(p for p in staged if p)}`)")
     changed = _changed_files(worktree)
@@ -127,8 +144,23 @@ def _refs(repo: Path) -> str:
 
 def _changed_files(worktree: Path) -> list[str]:
     """Tracked files whose content, mode or presence differs from the index (untracked ones ignored)."""
-    out = git(worktree, "-c", "core.quotepath=off", "diff", "--name-only", "-z", "--no-ext-diff")
+    out = git(worktree, *_SAFE, "diff", "--name-only", "-z", "--no-ext-diff", "--no-textconv")
     return [p for p in out.split("\0") if p]
+
+
+def _settings(worktree: Path) -> dict[str, str]:
+    """What in the repository's own directory decides what git runs: config, hooks, attributes."""
+    common = Path(git(worktree, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
+    own = Path(git(worktree, "rev-parse", "--absolute-git-dir").strip())
+    files = [d / name for d in {common, own} for name in ("config", "config.worktree", "info/attributes")]
+    hooks = common / "hooks"
+    files += sorted(hooks.iterdir()) if hooks.is_dir() else []
+    digests = {}
+    for path in files:
+        if path.is_file():
+            name = ".git/" + str(path.relative_to(common)) if path.is_relative_to(common) else str(path)
+            digests[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
 
 
 @contextlib.contextmanager

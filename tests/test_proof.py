@@ -61,6 +61,10 @@ def test_tests_that_only_write_untracked_output_pass_the_check(project: Path, tm
         ("git checkout -q HEAD -- app.py", "the tests changed the repository (staged `app.py`)"),
         ("git branch sneaky", "the tests changed the repository (the ref refs/heads/sneaky)"),
         ("git tag v9", "the tests changed the repository (the ref refs/tags/v9)"),
+        ("git config core.fsmonitor ./spy.sh", "the tests changed the repository (.git/config)"),
+        ("printf '#!/bin/sh\\n' > $(git rev-parse --git-common-dir)/hooks/post-merge",
+         "the tests changed the repository (.git/hooks/post-merge)"),
+        ("rm .git", "the tests changed the repository (the worktree's `.git`)"),
     ],
 )  # fmt: skip
 def test_tests_that_change_the_repository_are_caught(project: Path, tmp_path: Path, command: str, verdict: str) -> None:
