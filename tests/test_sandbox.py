@@ -16,6 +16,7 @@ import pytest
 
 from pimainteno import git as g
 from pimainteno import proof, sandbox
+from pimainteno.procs import run_command
 from tests.conftest import GIT_ENV, make_repo, run_git
 
 PROBLEM = sandbox.problem()
@@ -172,8 +173,7 @@ def test_hostile_tests_leave_the_host_untouched(tmp_path: Path) -> None:
             f"echo x > $HOME/x-{mark} && echo home-written; "
             f"echo x > {host_tmp} && echo tmp-written; "
             f"echo x > {project}/escaped-{mark} && echo project-path-written; "
-            f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 2)' 2>/dev/null"
-            " && echo connected || echo no-network; "
+            f"{sys.executable} -c '{PROBE_SOCKET}' {port}; "
             f"(echo x > {outside}) 2>/dev/null || echo outside-refused; "
             "git add -A && git commit -qm evil 2>/dev/null || echo commit-refused; "
             "git log --oneline -1 && echo git-reads"
@@ -182,6 +182,9 @@ def test_hostile_tests_leave_the_host_untouched(tmp_path: Path) -> None:
             result, changed = validate(project, tmp_path / "state", "", script)
             with pytest.raises(TimeoutError):
                 server.accept()
+            # The probe is sound: outside the sandbox it does reach the server.
+            bare = run_command([sys.executable, "-c", PROBE_SOCKET, str(port)], tmp_path, 30)
+            assert bare.output == "connected\n"
         finally:
             leaked = [str(p) for p in (host_tmp, outside) if p.exists()]
             host_tmp.unlink(missing_ok=True)
@@ -216,6 +219,16 @@ def test_a_hung_test_and_its_setsid_child_are_killed_at_the_timeout(tmp_path: Pa
     while _processes_with(mark) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _processes_with(mark) == []
+
+
+PROBE_SOCKET = """
+import socket, sys
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), 2)
+    print("connected")
+except ConnectionRefusedError:
+    print("no-network")  # the sandbox has its own loopback, where nothing listens
+"""
 
 
 def _processes_with(arg: str) -> list[int]:
