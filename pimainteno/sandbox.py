@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pimainteno.errors import ConfigError, ToolError
-from pimainteno.git import GitError, git
 from pimainteno.procs import CommandResult, run_command
 
 INSTALL_HINT = "bubblewrap is not installed: apt install bubblewrap"
@@ -198,13 +197,13 @@ def _git_args(worktree: Path, project: Path, scratch: Path) -> list[str]:
 
     The `.git` file names a directory under the project's own `.git`, which the worktree now covers.
     """
-    dot_git = worktree / ".git"
-    if not dot_git.is_file():
-        return []
-    try:
-        git_dir = Path(git(worktree, "rev-parse", "--absolute-git-dir").strip())
-        common = Path(git(worktree, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
-    except GitError:
+    try:  # read as git does (gitdir: line, then `commondir`): no git process on every test run
+        pointer = (worktree / ".git").read_text().strip()
+        if not pointer.startswith("gitdir:"):
+            return []
+        git_dir = (worktree / pointer.removeprefix("gitdir:").strip()).resolve()
+        common = (git_dir / (git_dir / "commondir").read_text().strip()).resolve()
+    except (OSError, ValueError):  # a plain repository (`.git` is a directory), no worktree metadata
         return []
     if not git_dir.is_relative_to(common):
         return []
