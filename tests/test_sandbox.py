@@ -327,3 +327,13 @@ def test_a_symlinked_venv_and_an_argument_list_command(tmp_path: Path) -> None:
         result = sandbox.run_tests([".venv/bin/tool", "it's $HOME; ok"], wt, project, 30)
     assert result.ok, result.output
     assert result.output == "tool says: it's $HOME; ok\n"
+
+
+@needs_bwrap
+def test_a_long_output_that_lost_the_start_marker_is_still_the_tests_verdict(tmp_path: Path) -> None:
+    project = make_repo(tmp_path / "app")
+    with g.temporary_worktree(project, tmp_path / "state", "o") as wt:
+        result = sandbox.run_tests("echo 'bwrap: a line the tests print'; yes noise | head -c 200000; exit 3", wt,
+                                   project, 30)  # fmt: skip
+    assert result.exit_status == 3 and "pimainteno-sandbox-started" not in result.output
+    assert result.output.count("noise\n") > 10_000
