@@ -337,3 +337,13 @@ def test_a_long_output_that_lost_the_start_marker_is_still_the_tests_verdict(tmp
                                    project, 30)  # fmt: skip
     assert result.exit_status == 3 and "pimainteno-sandbox-started" not in result.output
     assert result.output.count("noise\n") > 10_000
+
+
+@needs_bwrap
+def test_network_true_lets_the_tests_reach_the_host(tmp_path: Path) -> None:
+    project = make_repo(tmp_path / "app")
+    with socket.create_server(("127.0.0.1", 0)) as server, g.temporary_worktree(project, tmp_path / "s", "n") as wt:
+        port = server.getsockname()[1]
+        argv = [sys.executable, "-c", PROBE_SOCKET, str(port)]
+        assert sandbox.run_tests(argv, wt, project, 30).output == "no-network\n"
+        assert sandbox.run_tests(argv, wt, project, 30, network=True).output == "connected\n"
