@@ -11,10 +11,11 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pimainteno import sandbox
 from pimainteno.errors import PatchRejected, ValidationFailed
 from pimainteno.git import GitError, git
 from pimainteno.procs import CommandResult
@@ -45,6 +46,43 @@ class Expected:
     tree: str  # HEAD + the proposal, as git writes it
     refs: str  # branches and tags of the repository, `refname sha` per line
     settings: dict[str, str]  # .git/config, hooks, info/attributes: path -> sha256 of the content
+
+
+@dataclass(frozen=True)
+class Proof:
+    """One test run of a proposal: the run, the state it was checked against, and its verdict."""
+
+    result: CommandResult
+    expected: Expected  # HEAD and tree the commit must be built on (`commit_proposal`)
+    failure: str | None  # why it proves nothing ("the tests failed (exit status 1)"); None: proven
+
+
+def prove(
+    command: str | Sequence[str],
+    worktree: Path,
+    project: Path,
+    patch: str,
+    timeout: float,
+    *,
+    enabled: bool = True,
+    network: bool = False,
+    writable: Sequence[str | os.PathLike[str]] = (),
+) -> Proof:
+    """Record, run the tests in the sandbox, check the worktree, judge the run: the whole proof in order.
+
+    The patch is already applied with `git apply --index`. Raises SandboxError when the sandbox
+    cannot run and RepositoryChanged when the tests changed the repository.
+    """
+    expected = record(worktree, patch)
+    result = sandbox.run_tests(command, worktree, project, timeout, enabled=enabled, network=network, writable=writable)
+    check_unchanged(worktree, expected)
+    if result.timed_out:
+        failure: str | None = f"the tests timed out after {timeout:g}s"
+    else:
+        failure = ran_no_tests(result)
+        if failure is None and not result.ok:
+            failure = result.error or f"the tests failed (exit status {result.exit_status})"
+    return Proof(result, expected, failure)
 
 
 def ran_no_tests(result: CommandResult) -> str | None:

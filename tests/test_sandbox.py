@@ -347,3 +347,25 @@ def test_network_true_lets_the_tests_reach_the_host(tmp_path: Path) -> None:
         argv = [sys.executable, "-c", PROBE_SOCKET, str(port)]
         assert sandbox.run_tests(argv, wt, project, 30).output == "no-network\n"
         assert sandbox.run_tests(argv, wt, project, 30, network=True).output == "connected\n"
+
+
+@needs_bwrap
+def test_prove_judges_a_run_and_the_commit_is_what_was_proven(editable: Path, tmp_path: Path) -> None:
+    command = "venv/bin/python -m unittest discover -s tests"
+    state = tmp_path / "state"
+    with g.temporary_worktree(editable, state, "p") as wt:
+        g.git(wt, "apply", "--index", "-", input=BREAKING)
+        broken = proof.prove(command, wt, editable, BREAKING, 60)
+    assert broken.failure == "the tests failed (exit status 1)"
+    with g.temporary_worktree(editable, state, "p") as wt:
+        g.git(wt, "apply", "--index", "-", input=GOOD)
+        good = proof.prove(command, wt, editable, GOOD, 60)
+        sha = proof.commit_proposal(wt, good.expected, GOOD, "Explain encode\n", author="Bot <bot@example.com>")
+    assert good.failure is None and good.result.ok
+    assert run_git(editable, "show", f"{sha}:src/tinypkg/__init__.py").count("# upper-case") == 1
+    with g.temporary_worktree(editable, state, "p") as wt:
+        g.git(wt, "apply", "--index", "-", input=GOOD)
+        empty = proof.prove("mkdir -p none && venv/bin/python -m unittest discover -s none", wt, editable, GOOD, 60)
+        with pytest.raises(proof.RepositoryChanged, match=r"^the tests changed the repository \(`pyproject.toml`\)$"):
+            proof.prove("echo '# more' >> pyproject.toml", wt, editable, GOOD, 60)
+    assert empty.failure == "unittest ran no tests (`Ran 0 tests`)"
