@@ -8,9 +8,10 @@ missing=""
 want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || missing="$missing $1"; }
 
 want git
+want bubblewrap  # the proof sandbox: the demo validates in it too
 python3 -c 'import ensurepip, venv' 2>/dev/null || want python3-venv
 if [ "${1:-}" != "--demo" ]; then
-  for pkg in libsystemd-dev pkg-config chromium systemd dbus util-linux; do want "$pkg"; done
+  for pkg in libsystemd-dev pkg-config chromium systemd dbus util-linux python3-setuptools python3-wheel; do want "$pkg"; done
   command -v npm >/dev/null 2>&1 || want npm
   command -v node >/dev/null 2>&1 || want nodejs
 fi
