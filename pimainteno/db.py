@@ -241,3 +241,18 @@ def sync_projects(db: sqlite_utils.Database, projects: Any, default_provider: st
                 "mode = excluded.mode, provider = excluded.provider, updated_at = excluded.updated_at",
                 [p.name, str(p.path), p.unit, p.remote, p.branch, p.mode, p.provider or default_provider, stamp],
             )
+
+
+@migrations(name="011_unattended_notifications")
+def _m011(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE notifications (
+            id INTEGER PRIMARY KEY, created_at TEXT NOT NULL, event TEXT NOT NULL, project TEXT,
+            target TEXT,                -- the apprise URL's scheme only: URLs carry secrets
+            outcome TEXT NOT NULL,      -- sent, failed, timeout, held
+            error TEXT, title TEXT
+        );
+        CREATE INDEX notifications_created ON notifications(created_at);
+        """
+    )

@@ -1,0 +1,156 @@
+"""Tell the owner what pimainteno did, through apprise (ntfy, Gotify, email, Matrix, Slack, webhooks…).
+
+`[notify] urls` are apprise URLs; `events` says which of EVENTS are sent. Every notification is a
+row in the `notifications` table: the event, the target's *scheme* only (a URL carries tokens and
+passwords, so it is never stored or logged), the outcome and the error. A notifier that is down,
+slow or refuses never fails nor slows a run beyond `[notify] timeout`. A flood is held back: past
+`max_per_hour` sent in the last hour, notifications are recorded as `held`, and the next one sent
+says how many were held.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+log = logging.getLogger("pimainteno")
+
+EVENTS = ("pushed", "rolled_back", "heal_gave_up", "failure", "proposal_waiting", "run_failed", "stale")
+TITLES = {
+    "pushed": "pushed a fix",
+    "rolled_back": "rolled a fix back",
+    "heal_gave_up": "gave up healing",
+    "failure": "a service failed",
+    "proposal_waiting": "a proposal waits for approval",
+    "run_failed": "a run failed",
+    "stale": "a proposal went stale",
+    "test": "test notification",
+}
+BODY_LIMIT = 2000
+
+
+@dataclass(frozen=True)
+class Sent:
+    target: str  # the scheme, e.g. "ntfy", "json", "mailto"
+    outcome: str  # sent, failed, timeout, held
+    error: str | None = None
+
+
+def scheme(url: str) -> str:
+    """The part of an apprise URL that is safe to show: its scheme."""
+    return urllib.parse.urlsplit(url).scheme.lower() or "?"
+
+
+def url_problem(url: str) -> str | None:
+    """Why apprise cannot use ``url`` (checked at load), or None; never echoes the URL itself."""
+    import apprise
+
+    if apprise.Apprise().add(url):
+        return None
+    return f"apprise does not understand a {scheme(url)}:// URL (see https://github.com/caronc/apprise/wiki)"
+
+
+def _since(hours: float) -> str:
+    when = datetime.now(UTC) - timedelta(hours=hours)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def notify(
+    config: Any,
+    db: Any,
+    event: str,
+    *,
+    project: str | None,
+    body: str,
+    link: str | None = None,
+    scrub: Callable[[str], str] = lambda s: s,
+    force: bool = False,
+) -> list[Sent]:
+    """Send ``event`` to every configured target that wants it; record each attempt; never raise."""
+    cfg = config.notify
+    if not cfg.urls or (event not in cfg.events and not force):
+        return []
+    title = f"pimainteno: {project + ' ' if project else ''}{TITLES.get(event, event)}"
+    text = scrub(body)[:BODY_LIMIT]
+    if link:
+        text += f"\n\n{link}"
+    if not force and _flooded(db, cfg):
+        log.info("notification %s held back: %d sent in the last hour (max_per_hour)", event, cfg.max_per_hour)
+        return [_record(db, event, project, "all", "held", None, title)]
+    held = _held_since_last(db)
+    if held:
+        text += f"\n\n({held} more notification(s) were held back in the last hour; see the dashboard)"
+    sent = []
+    for url in cfg.urls:
+        outcome, error = _send(url, title, text, cfg.timeout)
+        if error:
+            error = scrub(error)
+            log.warning("notification %s to %s:// failed: %s", event, scheme(url), error)
+        sent.append(_record(db, event, project, scheme(url), outcome, error, title))
+    return sent
+
+
+def _send(url: str, title: str, body: str, timeout: float) -> tuple[str, str | None]:
+    """One delivery in a thread with a deadline: apprise's own timeouts are per socket operation."""
+    box: list[tuple[str, str | None]] = []
+
+    def deliver() -> None:
+        try:
+            import apprise
+
+            ap = apprise.Apprise()
+            asset_logger = logging.getLogger("apprise")
+            asset_logger.setLevel(logging.CRITICAL)  # apprise logs full URLs, tokens included
+            if not ap.add(url):
+                box.append(("failed", f"apprise does not understand this {scheme(url)}:// URL"))
+                return
+            ok = ap.notify(title=title, body=body)
+            box.append(("sent", None) if ok else ("failed", f"the {scheme(url)} target refused or was unreachable"))
+        except Exception as e:  # a notifier must never break a run
+            box.append(("failed", f"{type(e).__name__}: {e}"))
+
+    thread = threading.Thread(target=deliver, daemon=True, name="pimainteno-notify")
+    thread.start()
+    thread.join(timeout)
+    if box:
+        return box[0]
+    return "timeout", f"no answer within {timeout:g}s ([notify] timeout)"
+
+
+def _flooded(db: Any, cfg: Any) -> bool:
+    row = db.execute(
+        "SELECT count(*) FROM notifications WHERE outcome = 'sent' AND created_at >= ?", [_since(1)]
+    ).fetchone()
+    return int(row[0]) >= cfg.max_per_hour
+
+
+def _held_since_last(db: Any) -> int:
+    last = db.execute("SELECT max(created_at) FROM notifications WHERE outcome = 'sent'").fetchone()[0]
+    row = db.execute(
+        "SELECT count(*) FROM notifications WHERE outcome = 'held' AND created_at >= ?", [last or _since(1)]
+    ).fetchone()
+    return int(row[0])
+
+
+def _record(db: Any, event: str, project: str | None, target: str, outcome: str, error: str | None,
+            title: str) -> Sent:  # fmt: skip
+    db["notifications"].insert({
+        "created_at": _now(), "event": event, "project": project, "target": target, "outcome": outcome,
+        "error": error, "title": title,
+    })  # fmt: skip
+    return Sent(target, outcome, error)
+
+
+def wanted(config: Any, events: Iterable[str]) -> bool:
+    """Whether any of ``events`` would be sent (callers skip building a body otherwise)."""
+    cfg = config.notify
+    return bool(cfg.urls) and any(e in cfg.events for e in events)
