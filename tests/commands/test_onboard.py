@@ -116,14 +116,14 @@ def test_add_fills_each_key_with_where_it_came_from_and_keeps_the_users_comments
         f'path = "{repo}" # git rev-parse --show-toplevel\n'
         'branch = "main" # the branch checked out when added\n'
         'remote = "origin" # git remote\n'
-        'test = "python -m pytest -q" # detected: a tests/ directory, and pytest is installed\n'
+        'test = "python3 -m pytest" # detected: a tests/ directory\n'
         '# unit = "webapp.service"   # the default; systemd does not know it (yet): name the service to restart\n\n'
     )
     project = config.load(host).project("webapp")
     assert (project.branch, project.remote, project.test, project.unit) == (
         "main",
         "origin",
-        "python -m pytest -q",
+        "python3 -m pytest",
         "webapp.service",
     )
 
@@ -182,12 +182,12 @@ def test_the_readme_path_on_two_real_repositories(host: Path, tmp_path: Path) ->
     os.chdir(tmp_path / "work")
     assert (
         cli_ok("add", str(tool)).output.splitlines()[5]
-        == "  test = \"make test\"  # detected: Makefile has a 'test' target"
+        == "  test = \"make test\"  # detected: the `test` target in Makefile"
     )
 
     rows = json.loads(cli_ok("projects", "--json").stdout)
     assert [(r["name"], r["test"], r["problem"]) for r in rows] == [
-        ("webapp", "python -m pytest -q", None),
+        ("webapp", "python3 -m pytest", None),
         ("tool", "make test", None),
     ]
 
