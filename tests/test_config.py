@@ -114,13 +114,13 @@ def test_schedule_normalised(cron: str, expected: str) -> None:
 
 MALFORMED = {
     "bad toml": ("[llm\nprovider = 1", "invalid TOML"),
-    "wrong type": ("[web]\nport = 'eighty'", "web.port: expected an integer"),
+    "wrong type": ("[web]\nport = 'eighty'", "web.port: expected a port number from 1 to 65535, got 'eighty'"),
     "port range": ("[web]\nport = 70000", "web.port: expected a port number"),
     "unknown top key": ("colour = 'blue'", "unknown key 'colour'"),
     "unknown nested key": ("[llm]\nprovidr = 'codex'", "unknown key 'llm.providr'"),
-    "bad provider": ("[llm]\nprovider = 'gpt'", "llm.provider: expected one of codex, command, llm"),
+    "bad provider": ("[llm]\nprovider = 'gpt'", "llm.provider: expected one of codex, command, got 'gpt'"),
     "empty project list": ("[scheduler]\nprojects = []", "scheduler.projects: expected at least one"),
-    "projects not list": ("[scheduler]\nprojects = '/srv/app'", "scheduler.projects: expected a list of strings"),
+    "projects not list": ("[scheduler]\nprojects = '/srv/app'", "scheduler.projects: expected a list of paths"),
     "bad schedule": ("[scheduler]\nschedule = '61 * * * *'", "scheduler.schedule: expected cron values"),
     "bad mode": ("[[project]]\npath = '/x'\nmode = 'yolo'", "project[0].mode: expected one of propose"),
     "project without path": ("[[project]]\nname = 'x'", "project[0].path: expected the path"),
