@@ -8,15 +8,12 @@ these objects, never raw dicts. Errors name the file and the key and say what wa
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pimainteno.config.schedule import normalise_schedule
 from pimainteno.config.schema import (
     File,
     GitConfig,
@@ -40,7 +37,6 @@ __all__ = [
 CONFIG_NAME = "PiMainteno.toml"
 DB_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-log = logging.getLogger("pimainteno")
 
 
 def search_path() -> list[Path]:
@@ -122,6 +118,8 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"{file}: is a directory, not a configuration file") from None
     except OSError as e:
         raise ConfigError(f"{file}: cannot read it ({e.strerror})") from None
+    import json
+
     try:
         text = raw.decode("utf-8")
         if file.suffix.lower() == ".json":
@@ -193,6 +191,8 @@ def resolve(parsed: File, file: Path | None = None) -> Config:
     state_dir = _path(parsed.state.dir, base) if parsed.state.dir else default_state_dir()
     database = _database(_path(parsed.database.path, base)) if parsed.database.path else state_dir / "pimainteno.db"
     queue_dir = _path(parsed.queue.dir, base) if parsed.queue.dir else state_dir / "queue"
+    from pimainteno.config.schedule import normalise_schedule
+
     try:
         scheduler = replace(parsed.scheduler, schedule=normalise_schedule(parsed.scheduler.schedule))
     except ValueError as e:
@@ -205,7 +205,9 @@ def resolve(parsed: File, file: Path | None = None) -> Config:
             raise ConfigError(f"{name}: project {proj.name!r} is configured twice; give one a different name")
         seen.add(proj.name)
     if parsed.web.host not in LOOPBACK:
-        log.warning(
+        import logging
+
+        logging.getLogger("pimainteno").warning(
             "%s: web.host %s lets other machines reach the dashboard; put an authenticating proxy in front",
             name, parsed.web.host,
         )  # fmt: skip
@@ -230,6 +232,13 @@ def _resolve_project(p: Project, base: Path) -> Project:
         unit += ".service"
     sandbox = replace(p.sandbox, writable=tuple(_path(w, base) for w in p.sandbox.writable))
     return replace(p, path=path, name=p.name or name_from_path(path), unit=unit, sandbox=sandbox)
+
+
+def normalise_schedule(value: str) -> str:
+    """A cron expression (`0 3 * * *`) or an OnCalendar expression, as OnCalendar."""
+    from pimainteno.config import schedule
+
+    return schedule.normalise_schedule(value)
 
 
 def check_project_path(project: Project) -> str | None:

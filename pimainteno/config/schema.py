@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 Command = str | tuple[str, ...]
 NO_LLM = {"llm": '"llm" is not available; use codex or command'}
@@ -88,6 +87,8 @@ def _summary_file(v: str) -> str | None:
 
 def health_form(v: str) -> str | None:
     """A health probe: an http(s) URL, tcp://host:port, or a trusted shell command."""
+    from urllib.parse import urlsplit
+
     expected = "a command, an http:// or https:// URL, or tcp://host:port"
     if not v.strip():
         return expected
@@ -110,6 +111,8 @@ def _notify_urls(v: tuple[str, ...]) -> str | None:
 
 
 def _web_url(v: str | None) -> str | None:
+    from urllib.parse import urlsplit
+
     ok = v is None or (urlsplit(v).scheme in ("http", "https") and bool(urlsplit(v).hostname))
     return None if ok else "an http:// or https:// URL"
 
