@@ -38,7 +38,8 @@ def refuse_control_characters(file: str, data: Any, where: str = "") -> None:
     """Control characters can end a line in a rendered unit, hook or trigger: refuse them everywhere."""
     items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
     for k, v in items:
-        here = f"{where}[{k}]" if isinstance(k, int) else (f"{where}.{k}" if where else str(k))
+        name = json.dumps(k) if isinstance(k, str) and control_character(k) else k  # never echo the character
+        here = f"{where}[{k}]" if isinstance(k, int) else (f"{where}.{name}" if where else str(name))
         for text in (k, v):
             bad = control_character(text) if isinstance(text, str) else None
             if bad:
@@ -117,7 +118,13 @@ def convert(tp: Any, v: Any, where: str, file: str, bases: dict[type, Any]) -> A
     if origin is tuple:
         if not isinstance(v, list):
             raise Refused(describe(tp))
-        return tuple(convert(args[0], x, f"{where}[{i}]", file, bases) for i, x in enumerate(v))
+        items = []
+        for i, x in enumerate(v):
+            try:
+                items.append(convert(args[0], x, f"{where}[{i}]", file, bases))
+            except Refused as e:  # name the item, not the whole list
+                raise ConfigError(f"{file}: {where}[{i}]: expected {e.expected}, got {show(x)}") from None
+        return tuple(items)
     if origin is dict or tp is dict:
         if isinstance(v, dict):
             return v
