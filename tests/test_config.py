@@ -100,6 +100,15 @@ path = "/srv/api"
     assert api.name == "api" and api.unit == "api.service" and not api.policy.allow_exec
 
 
+def test_extra_protected_adds_to_the_global_and_the_project_policy(tmp_path: Path) -> None:
+    text = "[policy]\nextra_protected = ['secrets/**']\n[[project]]\npath = '/srv/a'\n"
+    text += "[project.policy]\nextra_protected = ['deploy/**']\n[[project]]\npath = '/srv/b'\n"
+    a, b = config.load(write_config(tmp_path, text)).projects
+    default = config.PatchPolicy().protected
+    assert b.policy.protected == (*default, "secrets/**") and b.policy.extra_protected == ()
+    assert a.policy.protected == (*default, "secrets/**", "deploy/**")
+
+
 @pytest.mark.parametrize(
     ("cron", "expected"),
     [

@@ -163,7 +163,8 @@ def from_dict(data: Any, file: Path | None = None) -> Config:
             where = f"project[{i}]"
             if not isinstance(t, dict):
                 raise ConfigError(f"{name}: {where}: expected a table, got {check.kind(t)}")
-            tables.append(check.build(Project, t, where, name, {PatchPolicy: global_policy}))
+            project = check.build(Project, t, where, name, {PatchPolicy: global_policy})
+            tables.append(replace(project, policy=_fold_protected(project.policy)))
         parsed = replace(parsed, project=tuple(tables))
     return resolve(replace(parsed, policy=global_policy), file)
 
