@@ -118,11 +118,12 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"{file}: is a directory, not a configuration file") from None
     except OSError as e:
         raise ConfigError(f"{file}: cannot read it ({e.strerror})") from None
-    import json
-
+    is_json = file.suffix.lower() == ".json"
     try:
         text = raw.decode("utf-8")
-        if file.suffix.lower() == ".json":
+        if is_json:
+            import json
+
             data = json.loads(text)
         else:
             import tomllib
@@ -131,9 +132,8 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"{file}: not UTF-8 text") from None
     except ValueError as e:  # tomllib.TOMLDecodeError and json.JSONDecodeError
-        kind = "JSON" if file.suffix.lower() == ".json" else "TOML"
-        detail = f"{e.msg} at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else str(e)
-        raise ConfigError(f"{file}: invalid {kind}: {detail}") from None
+        detail = f"{e.msg} at line {e.lineno} column {e.colno}" if is_json else str(e)  # type: ignore[attr-defined]
+        raise ConfigError(f"{file}: invalid {'JSON' if is_json else 'TOML'}: {detail}") from None
     except RecursionError:
         raise ConfigError(f"{file}: nested too deeply to be a configuration") from None
     return from_dict(data, file)

@@ -8,8 +8,6 @@ metadata its bounds, aliases and the phrase an error uses. Errors name the file 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
 import math
 import types
 import typing
@@ -38,7 +36,7 @@ def refuse_control_characters(file: str, data: Any, where: str = "") -> None:
     """Control characters can end a line in a rendered unit, hook or trigger: refuse them everywhere."""
     items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
     for k, v in items:
-        name = json.dumps(k) if isinstance(k, str) and control_character(k) else k  # never echo the character
+        name = _quoted(k) if isinstance(k, str) and control_character(k) else k  # never echo the character
         here = f"{where}[{k}]" if isinstance(k, int) else (f"{where}.{name}" if where else str(name))
         for text in (k, v):
             bad = control_character(text) if isinstance(text, str) else None
@@ -61,7 +59,15 @@ def kind(v: Any) -> str:
     return names.get(type(v), type(v).__name__)
 
 
+def _quoted(text: str) -> str:
+    import json  # only for error messages
+
+    return json.dumps(text)
+
+
 def show(v: Any) -> str:
+    import json  # only for error messages
+
     text = json.dumps(v, default=str) if not isinstance(v, str) else repr(v)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -150,6 +156,8 @@ def build(cls: type, data: dict[str, Any], where: str, file: str, bases: dict[ty
     for k in data:
         if k not in known:
             names = [*known, *(a for f in known.values() for a in f.metadata.get("aliases", ()))]
+            import difflib  # only for the error
+
             near = difflib.get_close_matches(k, names, n=1)
             hint = f"; did you mean `{near[0]}`?" if near else "; see docs/configuration.md for the keys"
             raise ConfigError(f"{file}: unknown key {_at(where, k)!r}{hint}")

@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-UNIT = re.compile(r"[A-Za-z0-9:_.\\@-]{1,255}")
+NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # compiled on first use (re caches it)
+UNIT = r"[A-Za-z0-9:_.\\@-]{1,255}"
 
 
 COMMAND = "a command (a shell string or a non-empty list of arguments)"
@@ -22,11 +22,11 @@ def command(v: Any) -> str | None:
 
 
 def name(v: str) -> str | None:
-    return None if NAME.fullmatch(v) else "letters, digits, '.', '_' or '-' (at most 64)"
+    return None if re.fullmatch(NAME, v) else "letters, digits, '.', '_' or '-' (at most 64)"
 
 
 def unit(v: str) -> str | None:
-    return None if UNIT.fullmatch(v) else "a systemd unit name (letters, digits, ':', '_', '.', '\\', '@', '-')"
+    return None if re.fullmatch(UNIT, v) else "a systemd unit name (letters, digits, ':', '_', '.', '\\', '@', '-')"
 
 
 def units(v: tuple[str, ...]) -> str | None:

@@ -5,8 +5,6 @@ tables and the starter file's comments (`docs.py`) all read these classes; nothi
 default. A key's type is its annotation; `key()` adds the meaning, bounds and aliases.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
@@ -323,7 +321,7 @@ class NotifyConfig:
     timeout: float = key(10.0, ge=0.1, doc="seconds one notification may take; a slow notifier never slows a run")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)  # read once by resolve()
 class DatabaseTable:
     path: Path | None = key(
         None,
@@ -334,7 +332,7 @@ class DatabaseTable:
     )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)  # read once by resolve()
 class StateTable:
     dir: Path | None = key(
         None,
@@ -344,7 +342,7 @@ class StateTable:
     )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)  # read once by resolve()
 class QueueTable:
     dir: Path | None = key(
         None,
@@ -354,7 +352,7 @@ class QueueTable:
     )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)  # read once by resolve()
 class File:
     """The top level of PiMainteno.toml."""
 
