@@ -373,7 +373,8 @@ def test_public_web_host_loads_with_a_warning(tmp_path: Path, caplog: pytest.Log
     assert cfg.web.host == "0.0.0.0"
     assert "authenticating proxy" in caplog.text
     caplog.clear()
-    config.load(write_config(tmp_path, "[web]\nhost = '127.0.0.1'\n"))
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        config.load(write_config(tmp_path, f"[web]\nhost = '{host}'\n"))
     assert "authenticating proxy" not in caplog.text
 
 

@@ -205,7 +205,7 @@ def resolve(parsed: File, file: Path | None = None) -> Config:
         if proj.name in seen:
             raise ConfigError(f"{name}: project {proj.name!r} is configured twice; give one a different name")
         seen.add(proj.name)
-    if parsed.web.host not in LOOPBACK:
+    if not _loopback(parsed.web.host):
         import logging
 
         logging.getLogger("pimainteno").warning(
@@ -217,6 +217,17 @@ def resolve(parsed: File, file: Path | None = None) -> Config:
         queue_dir=queue_dir, scheduler=scheduler, monitor=parsed.systemd_monitor, web=parsed.web,
         git=parsed.git, notify=parsed.notify, policy=parsed.policy,
     )  # fmt: skip
+
+
+def _loopback(host: str) -> bool:
+    if host in LOOPBACK:
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _database(path: Path) -> Path:
