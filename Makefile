@@ -35,13 +35,13 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check pimainteno tests bench docs
 	$(VENV)/bin/ruff format --check pimainteno tests bench docs
 	$(VENV)/bin/mypy
-	$(PY) -m cogapp -I docs --check docs/commands.md
+	$(PY) -m cogapp -I docs --check docs/commands.md docs/configuration.md PiMainteno.toml
 
 test: deps lint
 	$(VENV)/bin/pytest
 
 docs: $(VENV)/.installed
-	$(PY) -m cogapp -I docs -r docs/commands.md
+	$(PY) -m cogapp -I docs -r docs/commands.md docs/configuration.md PiMainteno.toml
 
 # Offline, no API key: a sample project, the ruff fixer, its tests, a local bare remote.
 # Needs only git and python3-venv from Debian (no compiler: pystemd is not installed).

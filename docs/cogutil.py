@@ -13,3 +13,27 @@ def reference() -> str:
         title = "pimainteno " + " ".join(args) if args else "pimainteno"
         out.append(f"\n### {title}\n\n```\n{result.output.rstrip()}\n```\n")
     return "".join(out) + "\n"
+
+
+def config_table(name: str) -> str:
+    """docs/configuration.md's table of one configuration table, from the schema."""
+    from pimainteno.config.docs import table
+
+    return table(name)
+
+
+# The values the annotated example (PiMainteno.toml at the top of the repository) sets; every other
+# key is shown commented out at its default.
+EXAMPLE_VALUES = {
+    "llm": {"provider": "codex"},
+    "database": {},
+    "scheduler": {"enabled": True, "schedule": "0 3 * * *", "projects": ["~/src/app"]},
+    "systemd_monitor": {"enabled": False, "units": ["app.service"]},
+    "web": {"host": "127.0.0.1", "port": 8001},
+}
+
+
+def example_file() -> str:
+    from pimainteno.config.docs import example_file
+
+    return example_file(EXAMPLE_VALUES)
