@@ -334,3 +334,11 @@ def test_drain_exits_4_after_a_failed_run_and_0_when_all_went_through(tmp_path: 
     assert "app: run from cli — failed" in failed.stderr
     empty = run_cli("drain")
     assert (empty.returncode, empty.stderr.strip()) == (0, "pimainteno: the queue is empty")
+
+
+@pytest.mark.parametrize(("args", "said"), [(["--proposal", "4"], "queued an apply"), ([], "queued a run"),
+                                            (["--kind", "reject", "--proposal", "4"], "queued a reject")])  # fmt: skip
+def test_enqueue_says_what_it_queued_in_english(tmp_path: Path, args: list[str], said: str) -> None:
+    configure(tmp_path)
+    result = run_cli("enqueue", "app", *args)
+    assert result.returncode == 0 and f"app: {said} (" in result.stderr, result.stderr
