@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote
 
 from pimainteno.dashboard import runtime
 from pimainteno.dashboard.render import REDACTED
+from pimainteno.queue import MAX_ID
 
 Scope = MutableMapping[str, Any]
 App = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -60,6 +61,10 @@ def refusal(database: str | None, path: str, query: bytes) -> str | None:
                 f"filtering, faceting or sorting on {column!r} is not offered: it holds free text that could "
                 "reveal a secret; use the columns of ids, names, statuses and times"
             )
+    for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        number = value.strip()
+        if number.lstrip("-").isdigit() and number.isascii() and not -MAX_ID - 1 <= int(number) <= MAX_ID:
+            return f"{key}: {number} is outside SQLite's integer range ({-MAX_ID - 1} to {MAX_ID})"
     return None
 
 

@@ -113,6 +113,9 @@ def test_an_out_of_range_proposal_id_is_400(server: Server, pid: str) -> None:
     assert pending(server.queue_dir) == []
     status, _, _ = server.request("POST", "/api/proposals/9223372036854775807/approve", auth, b"{}")
     assert status == 404  # in range, just not there
+    for query in (f"id__gt={pid}", f"run_id__lte=-{pid}0", f"_filter_column=id&_filter_op=gt&_filter_value={pid}"):
+        status, _, body = server.request("GET", f"/pimainteno/proposals.json?{query}")
+        assert status == 400 and "outside SQLite's integer range" in json.loads(body)["error"], (query, body)
 
 
 def test_the_json_api_exports_and_row_pages_never_show_a_secret(server: Server) -> None:
