@@ -342,3 +342,33 @@ def test_enqueue_says_what_it_queued_in_english(tmp_path: Path, args: list[str],
     configure(tmp_path)
     result = run_cli("enqueue", "app", *args)
     assert result.returncode == 0 and f"app: {said} (" in result.stderr, result.stderr
+
+
+def test_every_id_option_of_every_command_uses_the_one_id_type() -> None:
+    from pimainteno.cli import ROW_ID, cli
+
+    ids = [(name, p.name) for name, cmd in cli.commands.items() for p in cmd.params if (p.name or "").endswith("_id")]
+    assert ("apply", "proposal_id") in ids and ("run", "failure_id") in ids and len(ids) >= 5
+    for name, param in ids:
+        assert cli.commands[name].params[[p.name for p in cli.commands[name].params].index(param)].type is ROW_ID
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["propose", "app", "--failure"],
+        ["apply", "--proposal"],
+        ["run", "app", "--failure"],
+        ["enqueue", "app", "--failure"],
+    ],
+)
+def test_huge_ids_are_usage_errors_in_every_command(tmp_path: Path, args: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from pimainteno.cli import cli
+
+    configure(tmp_path)
+    for value in ("1e20", "99999999999999999999999"):
+        result = CliRunner().invoke(cli, [*args, value])
+        assert result.exit_code == errors.USAGE, result.output
+        assert "Invalid value for" in result.output and "OverflowError" not in result.output

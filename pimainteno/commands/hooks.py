@@ -6,7 +6,8 @@ for hooks: `core.hooksPath` when set, else `git rev-parse --git-common-dir`/hook
 worktrees. A foreign post-merge hook is renamed post-merge.legacy and run first; uninstall renames
 it back, so it is restored byte for byte with its mode. One hook file can serve several projects
 (a shared core.hooksPath, worktrees of one repository): it lists them by repository path and queues
-a run only for the repository it runs in. See docs/hooks.md.
+a run only for the repository it runs in. The trigger it writes is rendered here from queue.Trigger
+(trigger_format), and every value put into it goes through sh_word. See docs/hooks.md.
 """
 
 from __future__ import annotations
