@@ -258,8 +258,6 @@ def enqueue(app: App, project: str, reason: str | None, kind: str | None, failur
 @click.pass_obj
 def drain(app: App, follow: bool, json_: bool) -> None:
     """Run every queued trigger, oldest first, and record each one."""
-    import json
-
     from pimainteno.commands import drain as cmd
 
     on_record = (lambda r: click.echo(json.dumps(r))) if json_ else cmd.print_record
