@@ -18,7 +18,18 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` and `tests` impor
 
 from bench.common import Row  # noqa: E402
 
-NAMES = ("cold_start", "no_change", "hook", "failures", "dashboard", "writers", "prompt", "queue", "sandbox")
+NAMES = (
+    "cold_start",
+    "no_change",
+    "hook",
+    "failures",
+    "dashboard",
+    "writers",
+    "prompt",
+    "queue",
+    "sandbox",
+    "drain",
+)
 
 
 def figure(name: str) -> Callable[[], list[Row]]:

@@ -18,6 +18,7 @@ import click
 
 from pimainteno import __version__, errors
 from pimainteno.app import App, log_file, setup_logging
+from pimainteno.queue import MAX_ID
 
 log = logging.getLogger("pimainteno")
 
@@ -36,6 +37,9 @@ class Group(click.Group):
             return super().invoke(ctx)
         except errors.PimaintenoError as e:
             raise _Failure(str(e), e.exit_code) from None
+
+
+ROW_ID = click.IntRange(1, MAX_ID)  # every id option: what SQLite can hold; else a usage error (exit 2)
 
 
 def json_option(f: Any) -> Any:
@@ -161,7 +165,7 @@ def summarize(app: App, project: str, force: bool, json_: bool) -> None:
 @click.argument("project")
 @click.option("--reason", help="Why a change is wanted (always asks the provider).")
 @click.option(
-    "--failure", "failure_id", type=int, metavar="ID", help="A recorded failure to fix (its journal goes along)."
+    "--failure", "failure_id", type=ROW_ID, metavar="ID", help="A recorded failure to fix (its journal goes along)."
 )
 @click.pass_obj
 def propose(app: App, project: str, reason: str | None, failure_id: int | None) -> None:
@@ -177,7 +181,7 @@ def propose(app: App, project: str, reason: str | None, failure_id: int | None) 
 @cli.command()
 @click.argument("patch_file", metavar="[FILE|-]", required=False)
 @click.option("--project", "project_name", metavar="P", help="The project (default: named in the patch).")
-@click.option("--proposal", "proposal_id", type=int, metavar="N", help="Apply stored proposal N.")
+@click.option("--proposal", "proposal_id", type=ROW_ID, metavar="N", help="Apply stored proposal N.")
 @click.option("--check", "check_only", is_flag=True, help="Only validate; change nothing.")
 @click.pass_obj
 def apply(
@@ -221,7 +225,7 @@ def push(app: App, project: str) -> None:
 @click.argument("projects", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every configured project.")
 @click.option("--trigger", default="cli", show_default=True, help="What started the run (recorded).")
-@click.option("--failure", "failure_id", type=int, metavar="ID", help="Heal: propose a fix for this failure.")
+@click.option("--failure", "failure_id", type=ROW_ID, metavar="ID", help="Heal: propose a fix for this failure.")
 @click.option("--reason", help="Why a change is wanted (always asks the provider).")
 @json_option
 @click.pass_obj
@@ -269,8 +273,8 @@ def dashboard(app: App, host: str | None, port: int | None) -> None:
     type=click.Choice(["run", "heal", "apply", "reject"]),
     help="What to run [default: run; heal with --failure, apply with --proposal].",
 )
-@click.option("--failure", "failure_id", type=int, metavar="ID", help="Heal: the recorded failure to fix.")
-@click.option("--proposal", "proposal_id", type=int, metavar="N", help="Apply (or reject) stored proposal N.")
+@click.option("--failure", "failure_id", type=ROW_ID, metavar="ID", help="Heal: the recorded failure to fix.")
+@click.option("--proposal", "proposal_id", type=ROW_ID, metavar="N", help="Apply (or reject) stored proposal N.")
 @click.option("--source", default="cli", hidden=True, help="Who asks: cli, hook, dashboard, timer, watch, on-failure.")
 @json_option
 @click.pass_obj
@@ -291,11 +295,11 @@ def enqueue(app: App, project: str, reason: str | None, kind: str | None, failur
 @click.pass_obj
 def drain(app: App, follow: bool, json_: bool) -> None:
     """Run every queued trigger, oldest first, and record each one."""
-    import json
-
     from pimainteno.commands import drain as cmd
 
-    cmd.drain(app, follow=follow, on_record=(lambda r: click.echo(json.dumps(r))) if json_ else cmd.print_record)
+    on_record = (lambda r: click.echo(json.dumps(r))) if json_ else cmd.print_record
+    if any(r["status"] == "failed" for r in cmd.drain(app, follow=follow, on_record=on_record)):
+        click.get_current_context().exit(errors.TOOL_FAILED)
 
 
 @cli.command("install-hook")

@@ -11,7 +11,8 @@ Everything but pending triggers has a dot-name, so `status` (which counts `*.jso
 `DirectoryNotEmpty=` (which ignores hidden entries) only see pending work.
 
 Only the standard library (and pimainteno.errors) is imported, so the web process can enqueue
-cheaply. The git hook writes the same format in plain sh (pimainteno/templates/post-merge).
+cheaply. The git hook writes the same format in plain sh: `install-hook` fills its template from
+Trigger.to_json (commands/hooks.py), so this module stays the one writer of the format.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ SOURCES = ("cli", "hook", "dashboard", "timer", "watch", "on-failure")
 FORMAT = 1
 MAX_ATTEMPTS = 3  # drains that may die while running one trigger before it is moved aside
 MAX_BYTES = 64 * 1024
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_ID = 2**63 - 1  # SQLite's INTEGER range: a larger id cannot name a row, and crashes the driver
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # full match
 
 
 class MalformedTrigger(InputError):
@@ -73,7 +75,7 @@ class Trigger:
 
 def _check(t: Trigger) -> Trigger:
     """The trigger, or MalformedTrigger naming the first field that is wrong."""
-    if not isinstance(t.project, str) or not _NAME.match(t.project):
+    if not isinstance(t.project, str) or not NAME.fullmatch(t.project):
         raise MalformedTrigger(f"project: expected a project name, got {t.project!r}")
     if t.kind not in KINDS:
         raise MalformedTrigger(f"kind: expected one of {', '.join(KINDS)}, got {t.kind!r}")
@@ -81,8 +83,8 @@ def _check(t: Trigger) -> Trigger:
         raise MalformedTrigger(f"source: expected one of {', '.join(SOURCES)}, got {t.source!r}")
     for name in ("failure_id", "proposal_id"):
         v = getattr(t, name)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise MalformedTrigger(f"{name}: expected a positive integer, got {v!r}")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_ID):
+            raise MalformedTrigger(f"{name}: expected an id from 1 to {MAX_ID}, got {v!r}")
     if t.kind == "heal" and t.failure_id is None:
         raise MalformedTrigger("a heal needs failure_id")
     if t.kind in ("apply", "reject") and t.proposal_id is None:
@@ -94,7 +96,7 @@ def _check(t: Trigger) -> Trigger:
             raise MalformedTrigger(f"{name}: expected text, got {getattr(t, name)!r}")
     for name in ("requests", "attempts"):
         v = getattr(t, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_ID:
             raise MalformedTrigger(f"{name}: expected a count, got {v!r}")
     return t
 
@@ -246,6 +248,33 @@ def scan(queue_dir: Path) -> list[tuple[Path, Trigger | MalformedTrigger]]:
         found.append((order, path, item))
     found.sort(key=lambda f: (f[0], f[1].name))
     return [(path, item) for _, path, item in found]
+
+
+def claimed(claim: Claim) -> Iterator[tuple[Path, Trigger | MalformedTrigger]]:
+    """Triggers claimed one at a time: dead drains' first, then the pending ones, oldest first.
+
+    The directory is read once per batch and the batch claimed in order (a file another drain took
+    meanwhile is skipped); it is read again only when the batch is used up, until a read finds
+    nothing to claim. Draining n triggers thus reads the directory a few times, not n times.
+    """
+    yield from claim.take_over_dead()
+    while True:
+        took = False
+        for path, item in scan(claim.queue_dir):
+            got = claim.take(path)
+            if got is not None:
+                took = True
+                # The file may have been merged between scan and claim: what runs is what was claimed.
+                yield got, item if isinstance(item, MalformedTrigger) else _read(got)
+        if not took:
+            return
+
+
+def _read(path: Path) -> Trigger | MalformedTrigger:
+    try:
+        return replace(parse_trigger(path.read_bytes()), path=path)
+    except MalformedTrigger as e:
+        return e
 
 
 def pending(queue_dir: Path) -> list[Trigger]:

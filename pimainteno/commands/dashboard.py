@@ -85,7 +85,8 @@ def _is_loopback(host: str) -> bool:
 
 
 def _base_url(host: str, port: int) -> str:
-    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    # A wildcard bind is reachable under this machine's name, from here and elsewhere: say that name.
+    shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
     if ":" in shown:
         shown = f"[{shown}]"
     return f"http://{shown}:{port}"

@@ -28,6 +28,7 @@ log = logging.getLogger("pimainteno")
 # Set while pimainteno itself runs git: the post-merge hook then queues nothing (no run → merge → run loop).
 GUARD = "PIMAINTENO_ACTIVE"
 HEARTBEAT = 60.0  # seconds between `drain.status` updates of an idle follower
+UNKNOWN = "unknown-project"  # triggers.status of a trigger for a project this configuration lacks
 
 
 @dataclass
@@ -118,7 +119,7 @@ def drain(
         with _guarded():
             while True:
                 done = 0
-                for path, item in _next(claim, queue_dir):
+                for path, item in queue.claimed(claim):
                     record = _consume(app, claim, path, item, action)
                     done += 1
                     if not follow:  # a follower runs for weeks: it reports through on_record only
@@ -145,43 +146,23 @@ def _heartbeat(app: App, text: str) -> None:
     dbm.set_status(app.db, "drain.status", text)  # the dashboard's Queue card shows it with its age
 
 
-def _next(claim: queue.Claim, queue_dir: Path) -> Iterator[tuple[Path, Trigger | MalformedTrigger]]:
-    """Claimed triggers one at a time: those of dead drains first, then the oldest pending, re-read each time."""
-    yield from claim.take_over_dead()
-    while True:
-        for path, item in queue.scan(queue_dir):
-            claimed = claim.take(path)
-            if claimed is not None:
-                yield claimed, item if isinstance(item, MalformedTrigger) else _reread(claimed)
-                break
-        else:
-            return
-
-
-def _reread(path: Path) -> Trigger | MalformedTrigger:
-    # The file may have been merged between scan and claim: what runs is what was claimed.
-    try:
-        return queue.parse_trigger(path.read_bytes())
-    except MalformedTrigger as e:
-        return e
-
-
 def _consume(
     app: App, claim: queue.Claim, path: Path, item: Trigger | MalformedTrigger, action: Action
 ) -> dict[str, Any]:
     from pimainteno import db as dbm
 
     consumed_at = dbm.now()
+    aside = "malformed"
     if isinstance(item, Trigger):
         try:
             app.config.project(item.project)
-        except ConfigError as e:
-            item = MalformedTrigger(str(e))
+        except ConfigError as e:  # another configuration's trigger in a shared queue: not malformed
+            item, aside = MalformedTrigger(f"{e}; queue it again under the configuration that has it"), UNKNOWN
     if isinstance(item, MalformedTrigger):
         moved = queue.reject(claim.queue_dir, path, str(item))
         log.warning("moved %s aside to %s: %s", path.name, moved.parent, item)
         row = _fields_if_any(moved)
-        row.update(consumed_at=consumed_at, status="malformed", file=path.name, detail=str(item))
+        row.update(consumed_at=consumed_at, status=aside, file=path.name, detail=str(item))
     else:
         log.info("%s: %s from %s (%s)", item.project, item.kind, item.source, path.name)
         try:

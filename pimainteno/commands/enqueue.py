@@ -42,5 +42,5 @@ def enqueue(
     if merged:
         log.info("%s: merged into the %s already queued (%s)", name, kind, path)
     else:
-        log.info("%s: queued a %s (%s)", name, kind, path)
+        log.info("%s: queued %s %s (%s)", name, "an" if kind[0] in "aeiou" else "a", kind, path)
     return path, merged, kind

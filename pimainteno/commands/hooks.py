@@ -6,7 +6,8 @@ for hooks: `core.hooksPath` when set, else `git rev-parse --git-common-dir`/hook
 worktrees. A foreign post-merge hook is renamed post-merge.legacy and run first; uninstall renames
 it back, so it is restored byte for byte with its mode. One hook file can serve several projects
 (a shared core.hooksPath, worktrees of one repository): it lists them by repository path and queues
-a run only for the repository it runs in. See docs/hooks.md.
+a run only for the repository it runs in. The trigger it writes is rendered here from queue.Trigger
+(trigger_format), and every value put into it goes through sh_word. See docs/hooks.md.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from pimainteno import git
+from pimainteno import git, queue
 from pimainteno.config import Project
 from pimainteno.errors import InputError, ToolError
 
@@ -70,18 +71,51 @@ def read_projects(hook: Path) -> list[dict[str, str]] | None:
     return []
 
 
+def sh_word(value: str, key: str) -> str:
+    """The one escaping rule for values rendered into the hook: control characters are refused
+    (naming the key), everything else is single-quoted, so `%`, quotes, `$()` and backslashes stay text."""
+    bad = next((c for c in value if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0), None)
+    if bad is not None:
+        raise InputError(
+            f"cannot install the hook: {key} {value!r} contains the control character {bad!r}; "
+            "rename it (or change the setting) without it, then install again"
+        )
+    return shlex.quote(value)
+
+
+def trigger_format() -> tuple[str, str]:
+    """(file name, printf format) of the run the hook queues, `%s` for project, time and id.
+
+    Rendered from queue.Trigger itself, so the sh hook writes byte for byte what queue.py writes.
+    """
+    marks = ("@@project@@", "@@requested_at@@", "@@id@@")
+    t = queue.Trigger(marks[0], "run", "hook", "git pull (post-merge)", requested_at=marks[1], id=marks[2])
+    fmt = t.to_json().decode().replace("\\", "\\\\").replace("%", "%%").replace("\n", "\\n")
+    for mark in marks:
+        fmt = fmt.replace(mark, "%s")
+    return f"{t.key.replace(marks[0], '%s')}.json", fmt
+
+
 def render(entries: list[dict[str, str]], python: str) -> str:
     template = resources.files("pimainteno").joinpath("templates/post-merge").read_text(encoding="utf-8")
-    q = shlex.quote
+    for e in entries:
+        if not queue.NAME.fullmatch(e["project"]):
+            raise InputError(f"cannot install the hook: {e['project']!r} is not a project name a trigger can carry")
+    name, fmt = trigger_format()
+    before, _, after = name.partition("%s")
     values = {
         "PROJECTS_JSON": json.dumps(entries),
-        "PYTHON": q(python),
+        "PYTHON": sh_word(python, "the interpreter path"),
         "CASES": "\n".join(
-            f"{q(e['path'])}) project={q(e['project'])} config={q(e['config'])} queue={q(e.get('queue', ''))} ;;"
+            f"{sh_word(e['path'], 'the project path')}) project={sh_word(e['project'], 'the project name')} "
+            f"config={sh_word(e['config'], 'the configuration path')} "
+            f"queue={sh_word(e.get('queue', ''), '[queue] dir')} ;;"
             for e in entries
         ),
+        "PENDING": f'pending="$queue"/{shlex.quote(before) if before else ""}"$project"{shlex.quote(after) if after else ""}',
+        "TRIGGER": shlex.quote(fmt),
     }
-    return re.sub(r"@(PROJECTS_JSON|PYTHON|CASES)@", lambda m: values[m.group(1)], template)
+    return re.sub(r"@(PROJECTS_JSON|PYTHON|CASES|PENDING|TRIGGER)@", lambda m: values[m.group(1)], template)
 
 
 def _entry(project: Project, config_path: Path, queue_dir: Path | None = None) -> dict[str, str]:

@@ -172,7 +172,7 @@ TABLES: dict[str, tuple[str, str | None, dict[str, str]]] = {
             "requested_at": "When it was queued (UTC)",
             "consumed_at": "When the drain took it (UTC)",
             "run_id": "The run it started",
-            "status": "done, failed or malformed",
+            "status": "done, failed, malformed or unknown-project",
             "file": "The trigger file",
             "detail": "What happened",
         },

@@ -1,5 +1,6 @@
 """The Datasette plugin (entry point `datasette: pimainteno`): hooks only, the work is elsewhere.
 
+- asgi_wrapper: a wrong Bearer token is 403, no filter or facet on free text, secrets scrubbed (guard.py).
 - register_routes: the overview at `/`, the JSON API under `/api/`, the POSTs that enqueue.
 - permission_allowed: `pimainteno-run` for root, the Bearer token, and the config's `[web] allow`.
 - actor_from_request: `Authorization: Bearer <[web] token or PIMAINTENO_WEB_TOKEN>`.
@@ -18,12 +19,17 @@ from datasette.utils.asgi import asgi_static
 from jinja2 import ChoiceLoader, FileSystemLoader
 from markupsafe import Markup, escape
 
-from pimainteno.dashboard import metadata, render, routes, runtime
+from pimainteno.dashboard import guard, metadata, render, routes, runtime
 
 HERE = resources.files("pimainteno.dashboard")
 TEMPLATES = str(HERE / "templates")
 STATIC = str(HERE / "static")
 CSS_URL = "/-/pimainteno/static/pimainteno.css"
+
+
+@hookimpl
+def asgi_wrapper(datasette: Any) -> Any:
+    return lambda app: guard.wrap(datasette, app)
 
 
 @hookimpl

@@ -15,6 +15,7 @@ from datasette.utils.asgi import Forbidden, Response
 from pimainteno.config import Config
 from pimainteno.dashboard import overview, queries, runtime
 from pimainteno.dashboard.render import redact
+from pimainteno.queue import MAX_ID
 
 RUN_PERMISSION = "pimainteno-run"
 NO_STORE = {"Cache-Control": "no-store"}  # the pages change with every run
@@ -213,6 +214,8 @@ async def _decide(datasette: Any, request: Any, kind: str, message: str) -> Resp
     if isinstance(cfg, Response):
         return cfg
     proposal_id = int(request.url_vars["id"])
+    if not 1 <= proposal_id <= MAX_ID:
+        return await _fail(datasette, request, 400, f"proposal id {proposal_id} is out of range (1 to {MAX_ID})")
     found = await _read(datasette, lambda conn: queries.proposal(conn, proposal_id))
     if found is None:
         return await _fail(datasette, request, 404, f"no proposal #{proposal_id}")

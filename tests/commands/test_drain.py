@@ -121,11 +121,13 @@ def test_malformed_and_unknown_files_are_moved_aside_and_do_not_stop_the_drain(a
     )  # fmt: skip
     assert aside["broken.json.reason"].read_text() == "kind: expected one of run, heal, apply, reject, got 'nap'\n"
     assert aside["notes.txt.reason"].read_text() == "not a trigger file (a regular *.json file)\n"
-    assert aside["gone.run.json.reason"].read_text() == "unknown project 'gone' (known: " + ", ".join(NAMES) + ")\n"
+    assert aside["gone.run.json.reason"].read_text() == (
+        "unknown project 'gone' (known: " + ", ".join(NAMES) + "); queue it again under the configuration that has it\n"
+    )
     assert aside["garbage.json"].read_bytes() == b"\x00\x01"  # kept as it was, for a look
     rows = {r["file"]: r for r in triggers(app)}
     assert rows["broken.json"]["status"] == "malformed" and rows["broken.json"]["project"] == "p01"
-    assert rows["gone.run.json"]["project"] == "gone" and rows["gone.run.json"]["detail"].startswith("unknown project")
+    assert rows["gone.run.json"]["project"] == "gone" and rows["gone.run.json"]["status"] == "unknown-project"
     assert rows["p00.run.json"]["status"] == "done"
     assert len(rows) == 6
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import stat
@@ -355,3 +356,83 @@ def test_the_pre_commit_framework_entry_enqueues_at_post_merge(app_clone: tuple[
     )
     assert result.returncode == 0, result.stderr
     assert [(t["project"], t["source"]) for t in queued()] == [("app", "hook")]
+
+
+def test_the_hooks_trigger_round_trips_through_queue_py_byte_for_byte(app_clone: tuple[Path, Path]) -> None:
+    """One writer of the format: what the sh hook writes is exactly Trigger.to_json() of what queue.py reads."""
+    upstream, repo = app_clone
+    install("app")
+    new_upstream_commit(upstream)
+    assert pull(repo).stderr == "pimainteno: queued a run for app\n"
+    [path] = queue_dir_of().glob("*.json")
+    written = path.read_bytes()
+    t = queue.parse_trigger(written)
+    assert (t.project, t.kind, t.source, t.reason, t.requests, t.attempts) == (
+        "app", "run", "hook", "git pull (post-merge)", 1, 0
+    )  # fmt: skip
+    assert written == queue.Trigger("app", "run", "hook", t.reason, requested_at=t.requested_at, id=t.id).to_json()
+    assert path.name == f"{t.key}.json"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", t.requested_at)  # as queue.now() writes it
+    claim = queue.Claim(queue_dir_of())
+    try:
+        [(claimed, item)] = list(queue.claimed(claim))
+        assert item == t and claimed.read_bytes() == written
+    finally:
+        os.unlink(claimed)
+        claim.close()
+
+
+HOSTILE = "we %s %% 'single' \"double\" $(touch PWNED) `touch PWNED` \\back ; & | *"
+
+
+def test_hostile_values_render_a_hook_that_sh_accepts_and_that_queues_a_valid_trigger(tmp_path: Path) -> None:
+    nest = tmp_path / HOSTILE
+    nest.mkdir()
+    upstream, repo = clone(nest)
+    cfg_path = nest / "PiMainteno.toml"
+    cfg_path.write_text(f"[[project]]\nname = 'app'\npath = {json.dumps(str(repo))}\n")
+    python = nest / "python"
+    python.symlink_to(sys.executable)
+    q = nest / "queue"
+    change = install_hook(config.load(cfg_path).project("app"), cfg_path, python=str(python), queue_dir=q)
+    for shell in ("sh", "dash", "bash"):
+        if shutil.which(shell):
+            checked = subprocess.run([shell, "-n", str(change.hook)], capture_output=True, text=True, timeout=10)
+            assert (checked.returncode, checked.stderr) == (0, ""), shell
+    assert read_projects(change.hook) == [
+        {"path": str(repo.resolve()), "project": "app", "config": str(cfg_path.resolve()), "queue": str(q.resolve())}
+    ]
+    new_upstream_commit(upstream)
+    result = pull(repo)
+    assert (result.returncode, result.stderr) == (0, "pimainteno: queued a run for app\n")
+    [path] = q.glob("*.json")
+    assert queue.parse_trigger(path.read_bytes()).source == "hook"
+    assert not list(tmp_path.rglob("PWNED"))  # nothing in a value ran
+
+
+@pytest.mark.parametrize(
+    ("where", "key"),
+    [("path", "the project path"), ("config", "the configuration path"), ("queue", "[queue] dir"),
+     ("python", "the interpreter path")],
+)  # fmt: skip
+@pytest.mark.parametrize("control", ["\n", "\r", "\x1b", "\x00"])
+def test_control_characters_in_a_rendered_value_are_refused_naming_the_key(where: str, key: str, control: str) -> None:
+    from pimainteno.commands.hooks import render
+
+    entry = {"path": "/srv/app", "project": "app", "config": "/etc/p.toml", "queue": "/var/q"}
+    python = "/usr/bin/python3"
+    if where == "python":
+        python += control + "x"
+    else:
+        entry[where] += control + "x"
+    with pytest.raises(errors.InputError) as e:
+        render([entry], python)
+    assert str(e.value).startswith(f"cannot install the hook: {key} ") and repr(control) in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["app\n", "a b", "app'", "$(x)", ""])
+def test_a_project_name_a_trigger_cannot_carry_is_refused(name: str) -> None:
+    from pimainteno.commands.hooks import render
+
+    with pytest.raises(errors.InputError, match="is not a project name a trigger can carry"):
+        render([{"path": "/srv/app", "project": name, "config": "/c", "queue": "/q"}], "/usr/bin/python3")

@@ -89,3 +89,77 @@ def test_a_claim_that_vanishes_while_being_taken_over_is_skipped(tmp_path: Path)
     assert not gone.exists()
     assert second._adopt(gone) == []
     second.close()
+
+
+DRAIN = """
+import os, sys, time
+from pimainteno.app import App
+from pimainteno.commands.drain import Outcome, drain
+log, pause = sys.argv[1], float(sys.argv[2])
+
+def action(app, t):
+    with open(log, "a") as f:
+        f.write(f"{t.proposal_id} {os.getpid()}\\n")
+    time.sleep(pause)
+    return Outcome("ok")
+
+drain(App(), action=action)
+"""
+MANY = 1200
+
+
+def _drains(tmp_path: Path, count: int, pause: float) -> list[subprocess.Popen[str]]:
+    log = tmp_path / "ran.log"
+    return [
+        subprocess.Popen([sys.executable, "-c", DRAIN, str(log), str(pause)], env=env_with_repo(), text=True)
+        for _ in range(count)
+    ]
+
+
+def _many_triggers(tmp_path: Path) -> Path:
+    from pimainteno.app import App
+    from pimainteno.queue import enqueue
+    from tests.conftest import write_config
+
+    write_config(tmp_path, f"[[project]]\nname = 'app'\npath = '{tmp_path}'\n")
+    App().db  # noqa: B018 - the database exists before the drains start
+    queue_dir = tmp_path / "state" / "queue"
+    for n in range(1, MANY + 1):
+        enqueue(queue_dir, "app", kind="reject", proposal_id=n, source="timer")
+    return queue_dir
+
+
+def test_two_drains_consume_1200_triggers_each_exactly_once_in_linear_time(tmp_path: Path) -> None:
+    """Issue 13 item 10: this took 39 s when every trigger re-read the directory."""
+    import time
+
+    queue_dir = _many_triggers(tmp_path)
+    start = time.monotonic()
+    drains = _drains(tmp_path, 2, 0)
+    for d in drains:
+        assert d.wait(timeout=120) == 0
+    took = time.monotonic() - start
+    ran = [line.split() for line in (tmp_path / "ran.log").read_text().splitlines()]
+    assert sorted(int(n) for n, _ in ran) == list(range(1, MANY + 1))  # each exactly once
+    assert {pid for _, pid in ran} == {str(d.pid) for d in drains}  # both did work
+    assert not list(queue_dir.glob("*.json"))
+    assert took < 15, f"two drains took {took:.1f} s for {MANY} triggers"
+
+
+def test_a_drain_killed_among_1200_triggers_leaves_its_one_trigger_to_the_next(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    _many_triggers(tmp_path)
+    log = tmp_path / "ran.log"
+    [victim] = _drains(tmp_path, 1, 0.01)
+    deadline = time.monotonic() + 60
+    while (not log.exists() or len(log.read_text().splitlines()) < 100) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    [survivor] = _drains(tmp_path, 1, 0)
+    assert survivor.wait(timeout=120) == 0
+    done = [int(line.split()[0]) for line in log.read_text().splitlines()]
+    assert sorted(set(done)) == list(range(1, MANY + 1))  # none lost
+    assert len(done) - len(set(done)) <= 1  # only the one in flight when killed may run again
