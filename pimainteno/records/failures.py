@@ -1,0 +1,42 @@
+"""`failures` of monitored units and the `restarts` pimainteno made."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pimainteno.records.base import insert, now, update
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+
+def add_failure(db: sqlite_utils.Database, row: dict[str, Any]) -> int:
+    return insert(db, "failures", {"detected_at": now(), **row})
+
+
+def update_failure(db: sqlite_utils.Database, failure_id: int, **values: Any) -> None:
+    update(db, "failures", failure_id, values)
+
+
+def failure_row(db: sqlite_utils.Database, failure_id: int) -> dict[str, Any] | None:
+    found = list(db.table("failures").rows_where("id = ?", [failure_id]))
+    return found[0] if found else None
+
+
+def known_failure(db: sqlite_utils.Database, unit: str, invocation_id: str, result: str) -> dict[str, Any] | None:
+    """The failure already recorded for this invocation of the unit (by `watch` or the OnFailure= heal)."""
+    found = list(db.table("failures").rows_where("unit = ? AND invocation_id = ? AND result = ?",
+                                                 [unit, invocation_id, result], select="id, heal", limit=1))  # fmt: skip
+    return found[0] if found else None
+
+
+def count_heals_since(db: sqlite_utils.Database, unit: str, since: str) -> int:
+    return int(db.table("failures").count_where("unit = ? AND heal = 'queued' AND detected_at >= ?", [unit, since]))
+
+
+def add_restart(db: sqlite_utils.Database, *, project: str | None, unit: str, run_id: int | None) -> int:
+    return insert(db, "restarts", {"project": project, "unit": unit, "run_id": run_id, "requested_at": now()})
+
+
+def finish_restart(db: sqlite_utils.Database, restart_id: int, outcome: str, **values: Any) -> None:
+    update(db, "restarts", restart_id, {"finished_at": now(), "outcome": outcome, **values})
