@@ -7,12 +7,12 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pimainteno import errors
+from pimainteno.config import MODES  # how far an automatic run may go, in chain order: declared there once
 
 if TYPE_CHECKING:
     from pimainteno.queue import Trigger
 
-# How far an automatic run may go, in chain order; declared once (config validates against it too).
-MODES = ("propose", "apply", "commit", "push")
+__all__ = ["MODES", "Request", "RunOutcome", "exit_code"]
 
 
 @dataclass(frozen=True)
