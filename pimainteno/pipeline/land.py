@@ -88,7 +88,9 @@ def apply_patch(app: App, text: str | None, *, project_name: str | None = None, 
     if proposal_id is not None:  # refuse before touching the tree when its lifecycle says no
         status = records.get_proposal(app.db, proposal_id).status
         if ProposalStatus.APPLIED not in records.TRANSITIONS[status]:
-            raise records.IllegalTransition(f"proposal #{proposal_id} is {status}; it cannot be applied")
+            raise records.IllegalTransition(
+                f"proposal #{proposal_id} is {status}; only a waiting or proven proposal can be applied (nothing was changed)"
+            )
     git.git(project.path, "apply", "--index", "--whitespace=nowarn", "-", input=text)
     state = {"proposal_id": proposal_id, "paths": paths, "head": git.head(project.path), "at": records.now()}
     records.set_status(app.db, pending_key(project), json.dumps(state))

@@ -88,8 +88,8 @@ def set_status(db: sqlite_utils.Database, key: str, value: str) -> None:
 
 
 def status_value(db: sqlite_utils.Database, key: str) -> str | None:
-    row = db.execute("SELECT value FROM status WHERE key = ?", [key]).fetchone()
-    return None if row is None else row[0]
+    found = list(db.table("status").rows_where("key = ?", [key], select="value", limit=1))
+    return found[0]["value"] if found else None
 
 
 def delete_status(db: sqlite_utils.Database, key: str) -> None:

@@ -102,13 +102,12 @@ def add_proposal(
 
 
 def get_proposal(db: sqlite_utils.Database, proposal_id: int) -> Proposal:
-    row = db.execute(
-        "SELECT id, project, diff, files, added, removed, base_head, status, fingerprint FROM proposals WHERE id = ?",
-        [proposal_id],
-    ).fetchone()
-    if not row:
+    found = list(db.table("proposals").rows_where("id = ?", [proposal_id], limit=1))
+    if not found:
         raise InputError(f"no proposal #{proposal_id}; see the proposals table on the dashboard")
-    return Proposal(row[0], row[1], row[2], json.loads(row[3] or "[]"), row[4], row[5], row[6], S(row[7]), row[8])
+    r = found[0]
+    return Proposal(r["id"], r["project"], r["diff"], json.loads(r["files"] or "[]"), r["added"], r["removed"],
+                    r["base_head"], S(r["status"]), r["fingerprint"])  # fmt: skip
 
 
 def transition(
@@ -130,10 +129,10 @@ def transition(
 
     target = S(to)
     with transaction(db):
-        row = db.execute("SELECT status FROM proposals WHERE id = ?", [proposal_id]).fetchone()
-        if row is None:
+        found = list(db.table("proposals").rows_where("id = ?", [proposal_id], select="status", limit=1))
+        if not found:
             raise InputError(f"no proposal #{proposal_id}; see the proposals table on the dashboard")
-        current = S(row[0])
+        current = S(found[0]["status"])
         if expect is not None and current != S(expect):
             raise IllegalTransition(f"proposal #{proposal_id} is {current}, not {S(expect)}; not marking it {target}")
         if target not in TRANSITIONS[current]:
