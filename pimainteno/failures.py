@@ -71,7 +71,6 @@ def monitored_units(config: Config) -> list[str]:
 def record_failure(app: App, event: FailureEvent, *, source: str) -> Recorded:
     """Record a failure (once per invocation), decide on a heal, add the journal, queue the heal."""
     from pimainteno.db import transaction
-    from pimainteno.pipeline.restart import restarting_run
 
     cfg = app.config
     project = cfg.project_for_unit(event.unit)
@@ -85,7 +84,7 @@ def record_failure(app: App, event: FailureEvent, *, source: str) -> Recorded:
         heal, run_id, detail = "none", None, ""
         if project is None:
             detail = "no configured project has this unit"
-        elif (run_id := restarting_run(app, event.unit)) is not None:
+        elif (run_id := records.restarting_run(db, event.unit)) is not None:
             heal, detail = "run", f"run #{run_id} restarted it and rolls back"
         else:
             heals = records.count_heals_since(db, event.unit, records.now(cfg.monitor.heal_window))

@@ -18,12 +18,12 @@ from pimainteno.pipeline.land import Applied, Committed, apply_patch, bring_in, 
 from pimainteno.pipeline.propose import propose, summarize
 from pimainteno.pipeline.recorder import Recorder, project_lock, recover
 from pimainteno.pipeline.request import MODES, Request, RunOutcome, exit_code
-from pimainteno.pipeline.restart import Restarted, restart, restart_after_push, restarting_run, revert
+from pimainteno.pipeline.restart import Restarted, restart, restart_after_push, revert
 from pimainteno.pipeline.validate import TestsFailed, Validated, commit_validated, validate
 
 __all__ = [
     "MODES", "Applied", "Committed", "Outcome", "Recorder", "Request", "Restarted", "RunOutcome", "TestsFailed",
     "Validated", "apply_patch", "bring_in", "commit_applied", "commit_validated", "dispatch", "exit_code",
-    "project_lock", "propose", "push", "recover", "reject_proposal", "restart", "restart_after_push", "restarting_run",
+    "project_lock", "propose", "push", "recover", "reject_proposal", "restart", "restart_after_push",
     "revert", "run", "run_many", "summarize", "validate",
 ]  # fmt: skip

@@ -12,7 +12,6 @@ never fails a run nor rolls anything back.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
     from pimainteno.pipeline.request import RunOutcome
 
 log = logging.getLogger("pimainteno")
-RESTARTING = "restarting."  # status key prefix while a run restarts a unit (value: run id and deadline)
 
 
 @dataclass(frozen=True)
@@ -85,29 +83,15 @@ def why_not_restart(app: App, project: Project) -> str | None:
     return None
 
 
-def restarting_run(app: App, unit: str) -> int | None:
-    """The run that is restarting ``unit`` right now (its restart check handles a failure), if any."""
-    raw = records.status_value(app.db, RESTARTING + unit)
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-        return int(value["run_id"]) if time.time() < float(value["until"]) else None
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
 @contextlib.contextmanager
 def _announced(app: App, unit: str, run_id: int) -> Iterator[None]:
     """Tell `watch` and `heal` that a failure of ``unit`` now is this run's to handle (no second heal)."""
     mon = app.config.monitor
-    until = time.time() + mon.restart_timeout + mon.settle + 30
-    key = RESTARTING + unit
-    records.set_status(app.db, key, json.dumps({"run_id": run_id, "until": until}))
+    records.announce_restart(app.db, unit, run_id, time.time() + mon.restart_timeout + mon.settle + 30)
     try:
         yield
     finally:
-        records.delete_status(app.db, key)
+        records.withdraw_restart(app.db, unit)
 
 
 def _restart(app: App, project: Project, run_id: int) -> Restarted:

@@ -32,13 +32,17 @@ from pimainteno.records.commits import (
     unpushed,
 )
 from pimainteno.records.failures import (
+    RESTARTING,
     add_failure,
     add_restart,
+    announce_restart,
     count_heals_since,
     failure_row,
     finish_restart,
     known_failure,
+    restarting_run,
     update_failure,
+    withdraw_restart,
 )
 from pimainteno.records.proposals import (
     TRANSITIONS,
@@ -64,6 +68,10 @@ from pimainteno.records.runs import (
 )
 
 __all__ = [
+    "RESTARTING",
+    "announce_restart",
+    "restarting_run",
+    "withdraw_restart",
     "REDACTED", "TRANSITIONS", "WAITING", "IllegalTransition", "Proposal", "ProposalStatus", "add_commit",
     "add_failure", "add_llm_call", "add_proposal", "add_restart", "add_summary", "add_trigger", "cached_summary",
     "commit_row", "count_heals_since", "delete_status", "failure_row", "finish_restart", "finish_run",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import TYPE_CHECKING, Any
 
-from pimainteno.records.base import insert, now, update
+from pimainteno.records.base import delete_status, insert, now, set_status, status_value, update
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -32,6 +34,30 @@ def known_failure(db: sqlite_utils.Database, unit: str, invocation_id: str, resu
 
 def count_heals_since(db: sqlite_utils.Database, unit: str, since: str) -> int:
     return int(db.table("failures").count_where("unit = ? AND heal = 'queued' AND detected_at >= ?", [unit, since]))
+
+
+RESTARTING = "restarting."  # status key prefix while a run restarts a unit (value: run id and deadline)
+
+
+def announce_restart(db: sqlite_utils.Database, unit: str, run_id: int, until: float) -> None:
+    """Until ``until`` (epoch seconds) or withdraw_restart, a failure of ``unit`` is run ``run_id``'s to handle."""
+    set_status(db, RESTARTING + unit, json.dumps({"run_id": run_id, "until": until}))
+
+
+def withdraw_restart(db: sqlite_utils.Database, unit: str) -> None:
+    delete_status(db, RESTARTING + unit)
+
+
+def restarting_run(db: sqlite_utils.Database, unit: str) -> int | None:
+    """The run that is restarting ``unit`` right now (its restart check handles a failure), if any."""
+    raw = status_value(db, RESTARTING + unit)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+        return int(value["run_id"]) if time.time() < float(value["until"]) else None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def add_restart(db: sqlite_utils.Database, *, project: str | None, unit: str, run_id: int | None) -> int:
