@@ -140,3 +140,15 @@ def test_now_is_the_one_utc_millisecond_stamp() -> None:
     stamp, earlier = records.now(), records.now(3600)
     assert stamp.endswith("Z") and stamp[10] == "T" and len(stamp) == 24
     assert earlier < stamp and db.now is records.now
+
+
+def test_an_error_line_never_shows_a_configured_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from pimainteno.cli import cli
+
+    monkeypatch.setattr(records.base, "_secrets", set())
+    (tmp_path / "PiMainteno.toml").write_text('[llm]\napi_key = "sk-typed-as-a-project"\n')
+    result = CliRunner().invoke(cli, ["summarize", "sk-typed-as-a-project"])
+    assert result.exit_code == 3
+    assert result.output.startswith("Error: unknown project '[redacted]'") and "sk-typed" not in result.output
