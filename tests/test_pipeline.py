@@ -16,7 +16,7 @@ from pimainteno.app import App
 from pimainteno.commands.demo import make_sample
 from pimainteno.pipeline import Request, RunOutcome
 from pimainteno.queue import Trigger
-from tests.conftest import run_git
+from tests.conftest import make_repo, run_git
 
 PY = sys.executable
 RUFF_FIX = [PY, "-m", "ruff", "check", "--fix", "--quiet", "--exit-zero", "."]
@@ -146,3 +146,37 @@ def test_a_request_is_the_trigger_it_came_from_and_outcomes_are_values() -> None
     assert pipeline.exit_code([*codes, RunOutcome("c", "failed", exit_code=errors.TOOL_FAILED)]) == errors.TOOL_FAILED
     assert pipeline.exit_code([RunOutcome("d", "nothing")]) == errors.OK
     assert os.environ.get("PIMAINTENO_ACTIVE") is None
+
+
+def test_git_makes_pimaintenos_commit_fast_forwards_it_and_can_undo_that(tmp_path: Path) -> None:
+    from pimainteno import git
+
+    repo = make_repo(tmp_path / "app", {"x.txt": "old\n"})
+    (repo / ".git" / "hooks" / "pre-commit").write_text("#!/bin/sh\nexit 1\n")  # skipped: --no-verify
+    (repo / ".git" / "hooks" / "pre-commit").chmod(0o755)
+    before = git.head(repo)
+    with git.temporary_worktree(repo, tmp_path / "state", "t") as wt:
+        (wt / "x.txt").write_text("new\n")
+        git.git(wt, "add", "x.txt")
+        sha = git.make_commit(wt, git.commit_message("Use the new value", 7), "pimainteno <pm@host>")
+    assert run_git(repo, "log", "-1", "--format=%an <%ae>|%B", sha) == (
+        "pimainteno <pm@host>|Use the new value\n\nPimainteno-Proposal: 7\n\n"
+    )
+    git.fast_forward(repo, sha)
+    assert git.head(repo) == sha and (repo / "x.txt").read_text() == "new\n"
+    assert git.undo_fast_forward(repo, sha, before) and git.head(repo) == before
+    assert (repo / "x.txt").read_text() == "old\n"
+    assert not git.undo_fast_forward(repo, sha, before)  # HEAD is not the commit any more: nothing done
+    git.fast_forward(repo, sha)
+    with git.temporary_worktree(repo, tmp_path / "state", "r") as wt:
+        revert = git.revert_commit(wt, sha, "Revert it\n", "pimainteno <pm@host>")
+    git.fast_forward(repo, revert)
+    assert (repo / "x.txt").read_text() == "old\n" and git.is_ancestor(repo, sha)
+    with git.temporary_worktree(repo, tmp_path / "state", "d", rev=before) as wt:
+        (wt / "y.txt").write_text("made on the old HEAD\n")
+        git.git(wt, "add", "y.txt")
+        diverged = git.make_commit(wt, git.commit_message("Add y", None), "pimainteno <pm@host>")
+    head = git.head(repo)
+    with pytest.raises(git.GitError, match="merge"):
+        git.fast_forward(repo, diverged)  # not a fast-forward: refused, nothing changed
+    assert git.head(repo) == head and not (repo / "y.txt").exists()
