@@ -26,8 +26,13 @@ class App:
     @cached_property
     def config(self) -> config_mod.Config:
         from pimainteno import config as config_mod
+        from pimainteno import records
 
-        return config_mod.load(self.config_path)
+        config = config_mod.load(self.config_path)
+        records.remember_secrets(config)  # scrubbed from everything stored or logged from now on
+        if "db" in self.__dict__:
+            records.sync_projects(self.__dict__["db"], config.projects, config.llm.provider)
+        return config
 
     @cached_property
     def database_path(self) -> Path:
@@ -37,9 +42,12 @@ class App:
 
     @cached_property
     def db(self) -> sqlite_utils.Database:
-        from pimainteno import db
+        from pimainteno import db, records
 
-        return db.open_db(self.database_path)
+        database = db.open_db(self.database_path)
+        if "config" in self.__dict__:  # the `projects` table mirrors the configuration once both are loaded
+            records.sync_projects(database, self.config.projects, self.config.llm.provider)
+        return database
 
     def project(self, name: str) -> config_mod.Project:
         """A configured project whose path is a usable git repository, or a one-line error."""
@@ -73,6 +81,14 @@ def log_file() -> Path:
     return path
 
 
+def _scrub_record(record: logging.LogRecord) -> bool:
+    """No configured secret reaches the log: the formatted message is scrubbed (issue 13, item 5)."""
+    from pimainteno.records import scrub
+
+    record.msg, record.args = scrub(record.getMessage()), None
+    return True
+
+
 def setup_logging(verbosity: int) -> None:
     """Progress on stderr: plain lines for a terminal, no timestamps under systemd (journald adds them)."""
     level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
@@ -80,6 +96,7 @@ def setup_logging(verbosity: int) -> None:
     under_systemd = bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
     fmt = "%(message)s" if under_systemd or sys.stderr.isatty() else "pimainteno: %(message)s"
     handler.setFormatter(logging.Formatter(fmt))
+    handler.addFilter(_scrub_record)
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False

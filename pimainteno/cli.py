@@ -36,7 +36,9 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except errors.PimaintenoError as e:
-            raise _Failure(str(e), e.exit_code) from None
+            from pimainteno.records import scrub  # no configured secret on stderr either
+
+            raise _Failure(scrub(str(e)), e.exit_code) from None
 
 
 ROW_ID = click.IntRange(1, MAX_ID)  # every id option: what SQLite can hold; else a usage error (exit 2)
@@ -419,6 +421,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         e.show()
         sys.exit(e.exit_code)
     except Exception as e:
+        from pimainteno.records import scrub
+
         where = "above"
         if verbose:
             traceback.print_exc()
@@ -426,10 +430,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
             try:
                 path = log_file()
                 with path.open("a") as f:
-                    f.write(traceback.format_exc() + "\n")
+                    f.write(scrub(traceback.format_exc()) + "\n")
                 where = f"in {path}"
             except OSError:
                 traceback.print_exc()
-        click.echo(f"Error: unexpected {type(e).__name__}: {e} (a bug; traceback {where})", err=True)
+        click.echo(scrub(f"Error: unexpected {type(e).__name__}: {e} (a bug; traceback {where})"), err=True)
         sys.exit(errors.UNEXPECTED)
     sys.exit(code if isinstance(code, int) else 0)

@@ -8,28 +8,36 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
+import secrets
 import sqlite3
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from pimainteno.errors import ToolError
+from pimainteno.records import base as _records
+from pimainteno.records.base import now
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "get_status",
+    "insert",
+    "migrations",
+    "now",
+    "open_db",
+    "set_status",
+    "sync_projects",
+    "transaction",
+    "update",
+]
 
 BUSY_TIMEOUT_MS = 15_000
 
 migrations = Migrations("pimainteno")
-
-
-def now() -> str:
-    """UTC ISO-8601 with milliseconds; sorts as text."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @migrations(name="001_initial")
@@ -116,6 +124,26 @@ def _m001(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="002_core_proposal_lifecycle")
+def _m002(db: sqlite_utils.Database) -> None:
+    """Proposal lifecycle: who decided, a content fingerprint, and one event row per transition."""
+    db.executescript(
+        """
+        ALTER TABLE proposals ADD COLUMN fingerprint TEXT;   -- git patch-id --stable of the diff
+        ALTER TABLE proposals ADD COLUMN decided_by TEXT;    -- who approved, rejected or discarded it
+        ALTER TABLE proposals ADD COLUMN decided_at TEXT;
+        CREATE INDEX proposals_project_fingerprint ON proposals(project, fingerprint);
+        CREATE TABLE proposal_events (
+            id INTEGER PRIMARY KEY, proposal_id INTEGER NOT NULL, at TEXT NOT NULL,
+            from_status TEXT, to_status TEXT NOT NULL,
+            actor TEXT NOT NULL,        -- pimainteno, a provider, cli, dashboard:<actor>...
+            reason TEXT
+        );
+        CREATE INDEX proposal_events_proposal ON proposal_events(proposal_id, id);
+        """
+    )
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -180,7 +208,22 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
-    """A write transaction that takes the write lock up front (no read-to-write upgrade races)."""
+    """A write transaction that takes the write lock up front (no read-to-write upgrade races).
+
+    Inside another transaction it is a savepoint of that one, so library functions can nest.
+    """
+    if db.conn.in_transaction:
+        name = f"pimainteno_{secrets.token_hex(6)}"
+        db.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield db
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                db.conn.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        db.conn.execute(f"RELEASE SAVEPOINT {name}")
+        return
     db.conn.execute("BEGIN IMMEDIATE")
     try:
         yield db
@@ -190,61 +233,16 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     db.conn.execute("COMMIT")
 
 
-def insert(db: sqlite_utils.Database, table: str, row: dict[str, Any]) -> int:
-    """Insert one row and return its id."""
-    cursor = db.conn.execute(
-        f"INSERT INTO [{table}] ({', '.join(f'[{k}]' for k in row)}) VALUES ({', '.join('?' * len(row))})",
-        [_value(v) for v in row.values()],
-    )
-    return int(cursor.lastrowid or 0)
+# Kept for modules and tests not yet moved to pimainteno.records (which these delegate to).
+insert = _records.insert
+set_status = _records.set_status
+get_status = _records.get_status
+sync_projects = _records.sync_projects
+update = _records.update
 
 
-def update(db: sqlite_utils.Database, table: str, row_id: int, values: dict[str, Any]) -> None:
-    db.conn.execute(
-        f"UPDATE [{table}] SET {', '.join(f'[{k}] = ?' for k in values)} WHERE id = ?",
-        [*(_value(v) for v in values.values()), row_id],
-    )
-
-
-def _value(v: Any) -> Any:
-    if isinstance(v, (list, tuple, dict)):
-        return json.dumps(v)
-    if isinstance(v, Path):
-        return str(v)
-    return v
-
-
-def set_status(db: sqlite_utils.Database, key: str, value: str) -> None:
-    db.conn.execute(
-        "INSERT INTO status (key, value, updated_at) VALUES (?, ?, ?) "
-        "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        [key, value, now()],
-    )
-
-
-def get_status(db: sqlite_utils.Database) -> dict[str, dict[str, str]]:
-    return {
-        r[0]: {"value": r[1], "updated_at": r[2]}
-        for r in db.conn.execute("SELECT key, value, updated_at FROM status ORDER BY key")
-    }
-
-
-def sync_projects(db: sqlite_utils.Database, projects: Any, default_provider: str) -> None:
-    """Mirror the configured projects into the `projects` table for the dashboard."""
-    stamp = now()
-    with transaction(db):
-        for p in projects:
-            db.conn.execute(
-                "INSERT INTO projects (name, path, unit, remote, branch, mode, provider, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET path = excluded.path, "
-                "unit = excluded.unit, remote = excluded.remote, branch = excluded.branch, "
-                "mode = excluded.mode, provider = excluded.provider, updated_at = excluded.updated_at",
-                [p.name, str(p.path), p.unit, p.remote, p.branch, p.mode, p.provider or default_provider, stamp],
-            )
-
-
-@migrations(name="011_unattended_notifications")
-def _m011(db: sqlite_utils.Database) -> None:
+@migrations(name="003_notifications")
+def _m003(db: sqlite_utils.Database) -> None:
     db.executescript(
         """
         CREATE TABLE notifications (

@@ -18,9 +18,12 @@ from pimainteno.errors import ToolError
 log = logging.getLogger("pimainteno")
 
 DEFAULT_TIMEOUT = 120.0
-# Never wait for a password prompt; parse git's messages in one language; and tell our own
-# post-merge hook that this merge is pimainteno's, so it does not queue another run.
-_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0", "PIMAINTENO_ACTIVE": "1"}
+# Set while pimainteno itself runs git (and by the drain for everything it runs): our post-merge
+# hook then queues nothing, so a run's own merge never starts another run. Declared once here.
+GUARD_ENV = "PIMAINTENO_ACTIVE"
+# Never wait for a password prompt; parse git's messages in one language.
+_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0", GUARD_ENV: "1"}
+PROPOSAL_TRAILER = "Pimainteno-Proposal"
 
 
 class GitError(ToolError):
@@ -192,3 +195,52 @@ def worktree_diff(worktree: Path) -> str:
     return git(
         worktree, "-c", "core.quotepath=off", "diff", "--cached", "--binary", "--no-color", "--no-ext-diff", "HEAD"
     )
+
+
+# --- pimainteno's own commits ---------------------------------------------------------------------
+
+
+def patch_id(repo: Path, diff: str) -> str | None:
+    """`git patch-id --stable` of a diff: the same change gets the same id whatever its base or line numbers."""
+    out = git(repo, "patch-id", "--stable", input=diff).split()
+    return out[0] if out else None
+
+
+def commit_message(subject: str, proposal_id: int | None, body: str = "") -> str:
+    """A commit message: the subject, an optional body, and the `Pimainteno-Proposal: N` trailer."""
+    text = subject.strip() + (f"\n\n{body.strip()}" if body.strip() else "")
+    return text + (f"\n\n{PROPOSAL_TRAILER}: {proposal_id}\n" if proposal_id is not None else "\n")
+
+
+def make_commit(repo: Path, message: str, author: str, *, paths: list[str] | None = None) -> str:
+    """Commit what is staged (or only ``paths``) as ``author`` ("Name <email>"), hooks skipped; the new sha.
+
+    The identity is passed on the command line so a machine with no git identity can commit.
+    """
+    name, email = author[: author.index("<")].strip(), author[author.index("<") + 1 : -1]
+    only = ["--only", "--", *paths] if paths is not None else []
+    git(repo, "-c", f"user.name={name}", "-c", f"user.email={email}", "commit", "--quiet", "--no-verify",
+        f"--author={author}", "-F", "-", *only, input=message)  # fmt: skip
+    return head(repo)
+
+
+def fast_forward(repo: Path, sha: str) -> None:
+    """Bring ``sha`` into the checkout only as a fast-forward; git refuses rather than overwrite local work."""
+    git(repo, "merge", "--ff-only", "--quiet", sha)
+
+
+def undo_fast_forward(repo: Path, sha: str, previous: str) -> bool:
+    """Move the branch back from ``sha`` to ``previous`` if HEAD is still ``sha`` (nothing came after it).
+
+    Uses `reset --keep`, which refuses when local changes are in the way. False when it did nothing.
+    """
+    if head(repo) != sha:
+        return False
+    git(repo, "reset", "--keep", "--quiet", previous)
+    return True
+
+
+def revert_commit(worktree: Path, sha: str, message: str, author: str) -> str:
+    """Revert ``sha`` in ``worktree`` (its HEAD must contain it) as pimainteno's commit; the revert's sha."""
+    git(worktree, "revert", "--no-commit", sha)
+    return make_commit(worktree, message, author)

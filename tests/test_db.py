@@ -43,7 +43,11 @@ EXPECTED = {
         "added",
         "removed",
         "diff",
+        "fingerprint",
+        "decided_by",
+        "decided_at",
     },
+    "proposal_events": {"id", "proposal_id", "at", "from_status", "to_status", "actor", "reason"},
     "commits": {
         "id",
         "project",
@@ -124,6 +128,31 @@ EXPECTED = {
 }
 
 
+MIGRATIONS = ["001_initial", "002_core_proposal_lifecycle"]
+
+
+def test_a_first_release_database_upgrades_keeping_its_proposals(tmp_path: Path) -> None:
+    """A database made by 001 alone gains the lifecycle columns and table; its rows stay."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    old = db.sqlite_utils.Database(conn)
+    first = next(m for m in db.migrations._migrations if m.name == "001_initial")
+    only_first = db.Migrations("pimainteno")
+    only_first(name=first.name)(first.fn)
+    only_first.apply(old)
+    conn.execute(
+        "INSERT INTO proposals (project, created_at, status, diff) VALUES ('app', '2026-01-01T00:00:00.000Z', "
+        "'proposed', 'diff --git a/x b/x')"
+    )
+    conn.commit()
+    conn.close()
+    d = db.open_db(path)
+    assert [m.name for m in db.migrations.applied(d)] == MIGRATIONS
+    assert set(d["proposals"].columns_dict) == EXPECTED["proposals"]
+    assert [r["status"] for r in d["proposals"].rows] == ["proposed"]
+    assert d["proposal_events"].count == 0
+
+
 def test_blank_database_migrates_to_expected_columns(tmp_path: Path) -> None:
     d = db.open_db(tmp_path / "x.db")
     for table, columns in EXPECTED.items():
@@ -133,7 +162,7 @@ def test_blank_database_migrates_to_expected_columns(tmp_path: Path) -> None:
     assert d.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     indexes = {i.name for i in d["runs"].indexes}
     assert "runs_project_started" in indexes
-    assert [m.name for m in db.migrations.applied(d)] == ["001_initial"]
+    assert [m.name for m in db.migrations.applied(d)] == MIGRATIONS
     assert not list(tmp_path.glob(".x.db.*")), "temporary files left behind"
 
 
@@ -143,10 +172,10 @@ def test_migrations_rerun_is_noop(tmp_path: Path) -> None:
     db.insert(d, "status", {"key": "k", "value": "v", "updated_at": db.now()})
     db._migrated.clear()
     d2 = db.open_db(path)
-    assert len(db.migrations.applied(d2)) == 1
+    assert len(db.migrations.applied(d2)) == len(MIGRATIONS)
     assert d2.execute("select value from status").fetchone()[0] == "v"
     db.migrations.apply(d2)  # applying again changes nothing
-    assert len(db.migrations.applied(d2)) == 1
+    assert len(db.migrations.applied(d2)) == len(MIGRATIONS)
 
 
 def test_database_with_pending_migrations_is_upgraded_in_place(tmp_path: Path) -> None:
@@ -162,7 +191,7 @@ def test_database_with_pending_migrations_is_upgraded_in_place(tmp_path: Path) -
     inode = path.stat().st_ino
     d = db.open_db(path)
     assert "runs" in d.table_names() and path.stat().st_ino == inode
-    assert [m.name for m in db.migrations.applied(d)] == ["001_initial"]
+    assert [m.name for m in db.migrations.applied(d)] == MIGRATIONS
 
 
 def test_existing_file_is_never_replaced(tmp_path: Path) -> None:

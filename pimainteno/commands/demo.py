@@ -95,25 +95,23 @@ def demo(directory: Path | None, verbosity: int = 0) -> int:
     say(f"1. A sample project with lint problems and passing tests: {repo}")
     say(f"   its remote: {remote}\n   the configuration: {config}\n")
 
-    from pimainteno.commands.run import run_project, summary_line
+    from pimainteno import pipeline, records
 
     app = App(str(config), None, verbosity)
-    project = app.project("demo-app")
-    outcome = run_project(app, project, trigger="demo")
-    db = app.db
-    summary = db.execute("SELECT text FROM summaries ORDER BY id DESC LIMIT 1").fetchone()
+    outcome = pipeline.run(app, pipeline.Request("demo-app", source="demo"))
+    summary = records.rows(app.db, "SELECT text FROM summaries WHERE project = 'demo-app' ORDER BY id DESC LIMIT 1")
     say("2. Summary (cached by HEAD, also written to demo-app/codex.md):\n")
-    say("   " + "\n   ".join((summary[0] if summary else "(none)").splitlines()[:8]) + "\n")
-    proposal = db.execute("SELECT id, status, diff FROM proposals ORDER BY id DESC LIMIT 1").fetchone()
-    if proposal:
-        say(f"3. Proposal #{proposal[0]} ({proposal[1]}), proven by the sample's tests in a clean worktree:\n")
-        say(proposal[2])
+    say("   " + "\n   ".join((summary[0]["text"] if summary else "(none)").splitlines()[:8]) + "\n")
+    if outcome.proposal_id:
+        proposal = records.get_proposal(app.db, outcome.proposal_id)
+        say(f"3. Proposal #{proposal.id} ({proposal.status}), proven by the sample's tests in a clean worktree:\n")
+        say(proposal.diff)
     log = subprocess.run(["git", "log", "-1", "--format=%h %s%n%n%b"], cwd=repo, capture_output=True, text=True)
     say("4. The commit:\n\n   " + "\n   ".join(log.stdout.strip().splitlines()) + "\n")
     pushed = subprocess.run(["git", "--git-dir", str(remote), "log", "-1", "--format=%h %s", "main"],
                             capture_output=True, text=True)  # fmt: skip
     say(f"5. The remote's main is now: {pushed.stdout.strip()}\n")
-    say(f"Result: {summary_line(outcome)}\n")
+    say(f"Result: {outcome.line()}\n")
     say("Next, try:")
     beside = Path(sys.executable).parent / "pimainteno"
     me = str(beside) if beside.exists() else f"{sys.executable} -m pimainteno"

@@ -1,7 +1,7 @@
 """`pimainteno drain [--follow]`: run every queued trigger, oldest first, and record each one.
 
 The one executor of the queue: the hook, the dashboard, timers and `watch` only drop triggers
-(pimainteno/queue.py); this runs them with `run_project`, one at a time, recording each in the
+(pimainteno/queue.py); this runs them with `pipeline.dispatch`, one at a time, recording each in the
 `triggers` table. Two drains at once never run one trigger twice (a trigger is claimed by an
 atomic rename), and the trigger of a drain that was killed is run again by the next drain.
 """
@@ -14,75 +14,29 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pimainteno import queue
+from pimainteno import pipeline, queue, records
 from pimainteno.app import App
 from pimainteno.errors import ConfigError, PimaintenoError
+from pimainteno.git import GUARD_ENV as GUARD
+from pimainteno.pipeline import Outcome
 from pimainteno.queue import MalformedTrigger, Trigger
 
+__all__ = ["GUARD", "Outcome", "dispatch", "drain", "print_record"]
 log = logging.getLogger("pimainteno")
 
-# Set while pimainteno itself runs git: the post-merge hook then queues nothing (no run → merge → run loop).
-GUARD = "PIMAINTENO_ACTIVE"
 HEARTBEAT = 60.0  # seconds between `drain.status` updates of an idle follower
 UNKNOWN = "unknown-project"  # triggers.status of a trigger for a project this configuration lacks
 
 
-@dataclass
-class Outcome:
-    """What an action did: the shape of run.RunOutcome that the `triggers` table records."""
-
-    status: str
-    run_id: int | None = None
-    error: str | None = None
-
-
-Action = Callable[[App, Trigger], Any]  # returns an Outcome or a run.RunOutcome
+Action = Callable[[App, Trigger], Any]  # returns a pipeline.Outcome or a pipeline.RunOutcome
 
 
 def dispatch(app: App, trigger: Trigger) -> Any:
-    """Run what a trigger asks for: a run, a heal, applying or rejecting a stored proposal."""
-    if trigger.kind == "reject":
-        return reject_proposal(app, trigger)
-    from plumbum import local
-
-    from pimainteno.commands.run import run_project
-
-    # plumbum (git.py) copied the environment when it was imported: os.environ alone would not reach git.
-    with local.env(**{GUARD: "1"}):
-        return run_project(
-            app,
-            app.project(trigger.project),
-            trigger=trigger.source,
-            reason=trigger.reason,
-            failure_id=trigger.failure_id if trigger.kind == "heal" else None,
-            proposal_id=trigger.proposal_id if trigger.kind == "apply" else None,
-        )
-
-
-def reject_proposal(app: App, trigger: Trigger) -> Outcome:
-    """The dashboard's Reject button: mark a proposal that has not landed as rejected by the user."""
-    from pimainteno import db as dbm
-
-    with dbm.transaction(app.db):
-        row = app.db.execute(
-            "SELECT status FROM proposals WHERE id = ? AND project = ?", [trigger.proposal_id, trigger.project]
-        ).fetchone()
-        if row is None:
-            return Outcome("failed", error=f"no proposal #{trigger.proposal_id} for {trigger.project}")
-        if row[0] not in ("proposed", "approved"):
-            return Outcome(
-                "failed", error=f"proposal #{trigger.proposal_id} is {row[0]}; only a waiting one can be rejected"
-            )
-        app.db.execute(
-            "UPDATE proposals SET status = 'rejected', status_reason = 'rejected on the dashboard', updated_at = ? "
-            "WHERE id = ?",
-            [dbm.now(), trigger.proposal_id],
-        )
-    return Outcome("rejected")
+    """Run what a trigger asks for (pipeline.dispatch of the same request)."""
+    return pipeline.dispatch(app, pipeline.Request.from_trigger(trigger))
 
 
 @contextmanager
@@ -141,17 +95,13 @@ def drain(
 
 
 def _heartbeat(app: App, text: str) -> None:
-    from pimainteno import db as dbm
-
-    dbm.set_status(app.db, "drain.status", text)  # the dashboard's Queue card shows it with its age
+    records.set_status(app.db, "drain.status", text)  # the dashboard's Queue card shows it with its age
 
 
 def _consume(
     app: App, claim: queue.Claim, path: Path, item: Trigger | MalformedTrigger, action: Action
 ) -> dict[str, Any]:
-    from pimainteno import db as dbm
-
-    consumed_at = dbm.now()
+    consumed_at = records.now()
     aside = "malformed"
     if isinstance(item, Trigger):
         try:
@@ -182,8 +132,7 @@ def _consume(
             "failure_id": item.failure_id, "proposal_id": item.proposal_id, "requested_at": item.requested_at,
             "consumed_at": consumed_at, "run_id": run_id, "status": status, "file": path.name, "detail": detail,
         }  # fmt: skip
-    with dbm.transaction(app.db):
-        row["id"] = dbm.insert(app.db, "triggers", row)
+    row["id"] = records.add_trigger(app.db, row)
     if isinstance(item, Trigger):
         os.unlink(path)  # only once recorded: a drain killed before this runs the trigger again
     return row

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from pimainteno import records
 from pimainteno.app import App
 from pimainteno.config import check_project_path
 
@@ -13,13 +14,7 @@ from pimainteno.config import check_project_path
 def last_runs(app: App) -> dict[str, dict[str, Any]]:
     if not app.database_path.exists():
         return {}
-    db = app.db
-    rows = db.conn.execute(
-        "SELECT r.project, r.id, r.trigger, r.status, r.step, r.started_at, r.finished_at, r.error "
-        "FROM runs r JOIN (SELECT project, max(id) AS id FROM runs GROUP BY project) m ON r.id = m.id"
-    ).fetchall()
-    keys = ("id", "trigger", "status", "step", "started_at", "finished_at", "error")
-    return {r[0]: dict(zip(keys, r[1:], strict=True)) for r in rows}
+    return records.last_runs(app.db)
 
 
 def list_projects(app: App) -> list[dict[str, Any]]:

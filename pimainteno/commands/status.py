@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
 
+from pimainteno import records
 from pimainteno.app import App
-
-
-def _rows(db: Any, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    cur = db.conn.execute(sql, params)
-    cols = [c[0] for c in cur.description]
-    return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
 
 def status(app: App) -> dict[str, Any]:
@@ -32,33 +26,26 @@ def status(app: App) -> dict[str, Any]:
     }
     if not app.database_path.exists():
         return report
-    from pimainteno.db import get_status
-
     db = app.db
-    report["heartbeats"] = get_status(db)
-    report["runs"] = _rows(
+    report["heartbeats"] = records.get_status(db)
+    report["runs"] = records.rows(
         db,
         "SELECT id, project, trigger, status, step, started_at, duration_s, error FROM runs ORDER BY id DESC LIMIT 10",
     )
-    report["failures"] = _rows(
+    report["failures"] = records.rows(
         db, "SELECT id, project, unit, detected_at, result, exit_status, heal FROM failures ORDER BY id DESC LIMIT 5"
     )
-    since = (datetime.now(UTC) - timedelta(days=1)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    report["usage"] = _rows(
+    report["usage"] = records.rows(
         db,
         "SELECT project, count(*) AS calls, sum(outcome != 'ok') AS failed, "
         "coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens "
         "FROM llm_calls WHERE started_at >= ? GROUP BY project ORDER BY project",
-        [since],
+        [records.now(24 * 3600)],
     )
     return report
 
 
 STALE_AFTER = 60  # seconds; `watch` writes its heartbeat every 5
-
-
-def _ago(seconds: float) -> str:
-    return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def print_status(r: dict[str, Any]) -> None:
@@ -69,7 +56,7 @@ def print_status(r: dict[str, Any]) -> None:
         if not b:
             return "no heartbeat yet"
         text = f"{b['value']} (at {b['updated_at']})"
-        if b["value"] == "listening" and b["updated_at"] < _ago(STALE_AFTER):
+        if b["value"] == "listening" and b["updated_at"] < records.now(STALE_AFTER):
             text += f"; stale: no heartbeat for over {STALE_AFTER}s, is the watch running?"
         return text
 

@@ -1,7 +1,7 @@
 """`pimainteno watch [--for SECONDS]`: notice failures of the monitored units and queue their heals.
 
 One D-Bus connection, `Subscribe()`, a PropertiesChanged match per unit (pimainteno.systemd.
-watch_failures): a unit entering `failed` is recorded (pimainteno/commands/heal.py) within
+watch_failures): a unit entering `failed` is recorded (pimainteno/failures.py) within
 milliseconds, with the journal of the failed run, and a heal is queued for its project, rate
 limited per unit. On start, units already failed are swept once; a lost bus is reconnected.
 
@@ -17,10 +17,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from pimainteno import db as dbm
+from pimainteno import records
 from pimainteno.app import App
-from pimainteno.commands.heal import Recorded, monitored_units, record_failure
 from pimainteno.errors import InputError, PimaintenoError
+from pimainteno.failures import Recorded, monitored_units, record_failure
 from pimainteno.systemd import FailureEvent
 
 log = logging.getLogger("pimainteno")
@@ -50,8 +50,8 @@ def watch(
 
     def beat(state: str = "listening", *, due: bool = True) -> None:
         if due or time.monotonic() - last_beat[0] >= heartbeat_every:
-            dbm.set_status(db, "systemd.status", state)
-            dbm.set_status(db, "systemd.last_checked", dbm.now())
+            records.set_status(db, "systemd.status", state)
+            records.set_status(db, "systemd.last_checked", records.now())
             last_beat[0] = time.monotonic()
 
     def on_failure(event: FailureEvent) -> None:
@@ -64,8 +64,8 @@ def watch(
         if on_record:
             on_record(rec)
 
-    dbm.set_status(db, "systemd.units", json.dumps(units))
-    db.execute("DELETE FROM status WHERE key = 'systemd.error'")
+    records.set_status(db, "systemd.units", json.dumps(units))
+    records.delete_status(db, "systemd.error")
     log.info("watching %s", ", ".join(units))
     beat("connecting")
     try:
@@ -79,7 +79,7 @@ def watch(
         )
     except PimaintenoError as e:
         beat("error")
-        dbm.set_status(db, "systemd.error", str(e))
+        records.set_status(db, "systemd.error", str(e))
         raise
     except BaseException:  # Ctrl-C, SIGTERM (systemctl stop)
         beat("stopped")

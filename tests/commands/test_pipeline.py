@@ -212,7 +212,7 @@ def test_run_proves_commits_and_pushes_keeping_user_work_elsewhere(tmp_path: Pat
     run = database(tmp_path).execute("select status, trigger, steps from runs").fetchone()
     assert run[:2] == ("ok", "cli")
     steps = json.loads(run[2])
-    assert [s["step"] for s in steps] == ["summarize", "propose", "validate", "merge", "push", "restart"]
+    assert [s["step"] for s in steps] == ["summarize", "propose", "validate", "commit", "merge", "push", "restart"]
     assert steps[-1]["outcome"] == "skipped"  # no systemd here: the restart is skipped, not failed
     again = run_cli("run", "--all")
     assert again.returncode == 0 and "app: nothing" in again.stdout

@@ -24,7 +24,7 @@ from pimainteno.app import App
 
 
 def write_run(app: App, name: str, seq: int) -> None:
-    from pimainteno.commands.run import Recorder
+    from pimainteno.pipeline import Recorder
 
     run_id = dbm.insert(app.db, "runs", {"project": name, "trigger": f"{name}:{seq}", "started_at": dbm.now(),
                                          "status": "running", "steps": []})  # fmt: skip

@@ -1,4 +1,4 @@
-"""The end of `run`: restart the project's unit after a push and roll the commit back if it is unhealthy.
+"""The end of a run: restart the project's unit after a push and roll the commit back if it is unhealthy.
 
 Rolling back is a `git revert` of pimainteno's commit, made like its other commits (its identity,
 no hooks) in a temporary worktree and fast-forwarded into the project, then pushed the same way
@@ -12,24 +12,60 @@ never fails a run nor rolls anything back.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pimainteno import db as dbm
-from pimainteno import git
-from pimainteno.app import App
-from pimainteno.commands.apply import set_proposal_status
-from pimainteno.config import Project
+from pimainteno import git, records
 from pimainteno.errors import PimaintenoError, ToolError
+from pimainteno.records import ProposalStatus
 
 if TYPE_CHECKING:
-    from pimainteno.commands.restart import Restarted
-    from pimainteno.commands.run import Recorder, RunOutcome
+    from pimainteno.app import App
+    from pimainteno.config import Project
+    from pimainteno.pipeline.recorder import Recorder
+    from pimainteno.pipeline.request import RunOutcome
 
 log = logging.getLogger("pimainteno")
+
+
+@dataclass(frozen=True)
+class Restarted:
+    restart_id: int
+    unit: str
+    project: str | None
+    healthy: bool
+    active_state: str
+    result: str
+    detail: str
+    duration_s: float
+
+
+def restart(app: App, unit: str, project: Project | None = None, *, run_id: int | None = None,
+            timeout: float | None = None, settle: float | None = None) -> Restarted:  # fmt: skip
+    """Restart ``unit`` and record the outcome (a `restarts` row); a D-Bus problem is recorded too, then raised."""
+    from pimainteno.systemd import restart_and_wait
+
+    mon = app.config.monitor
+    row_id = records.add_restart(app.db, project=project.name if project else None, unit=unit, run_id=run_id)
+    try:
+        result = restart_and_wait(
+            unit,
+            user=mon.user,
+            timeout=mon.restart_timeout if timeout is None else timeout,
+            settle=mon.settle if settle is None else settle,
+        )
+    except PimaintenoError as e:
+        records.finish_restart(app.db, row_id, "error", detail=str(e))
+        raise
+    outcome = "healthy" if result.healthy else "unhealthy"
+    records.finish_restart(app.db, row_id, outcome, active_state=result.active_state, result=result.result,
+                           detail=result.detail)  # fmt: skip
+    (log.info if result.healthy else log.warning)("%s: %s", unit, result.detail)
+    return Restarted(row_id, unit, project.name if project else None, result.healthy, result.active_state, result.result,
+                     result.detail, result.duration_s)  # fmt: skip
 
 
 def why_not_restart(app: App, project: Project) -> str | None:
@@ -51,24 +87,23 @@ def why_not_restart(app: App, project: Project) -> str | None:
 def _announced(app: App, unit: str, run_id: int) -> Iterator[None]:
     """Tell `watch` and `heal` that a failure of ``unit`` now is this run's to handle (no second heal)."""
     mon = app.config.monitor
-    until = time.time() + mon.restart_timeout + mon.settle + 30
-    key = f"restarting.{unit}"
-    dbm.set_status(app.db, key, json.dumps({"run_id": run_id, "until": until}))
+    records.announce_restart(app.db, unit, run_id, time.time() + mon.restart_timeout + mon.settle + 30)
     try:
         yield
     finally:
-        app.db.execute("DELETE FROM status WHERE key = ?", [key])
+        records.withdraw_restart(app.db, unit)
 
 
 def _restart(app: App, project: Project, run_id: int) -> Restarted:
-    from pimainteno.commands.restart import restart
-
     with _announced(app, project.unit, run_id):
         return restart(app, project.unit, project, run_id=run_id)
 
 
-def restart_after_push(app: App, project: Project, rec: Recorder, out: RunOutcome) -> None:
-    """Restart the unit; when it is unhealthy, revert and push the commit, restart again, `rolled_back`."""
+def restart_after_push(app: App, project: Project, rec: Recorder, out: RunOutcome) -> RunOutcome:
+    """Restart the unit; when it is unhealthy, revert and push the commit, restart again: `rolled_back`."""
+    from pimainteno import errors
+    from pimainteno.pipeline.land import push
+
     assert out.commit_sha is not None
     with rec.step("restart") as entry:
         why = why_not_restart(app, project)
@@ -76,17 +111,15 @@ def restart_after_push(app: App, project: Project, rec: Recorder, out: RunOutcom
             if project.restart:
                 log.warning("%s: not restarting: %s", project.name, why)
             entry["outcome"], entry["detail"] = "skipped", why
-            return
+            return out
         first = _restart(app, project, rec.run_id)
         entry["detail"] = first.detail
         if first.healthy:
-            return
+            return out
         entry["outcome"] = "unhealthy"
     with rec.step("rollback") as entry:
         revert_sha = revert(app, project, out.commit_sha, rec.run_id, f"{project.unit} was unhealthy: {first.detail}")
         entry["detail"] = f"reverted {out.commit_sha[:12]} with {revert_sha[:12]}"
-    from pimainteno.commands.push import push
-
     with rec.step("push-revert"):
         push(app, project, run_id=rec.run_id)
     with rec.step("restart-after-rollback") as entry:
@@ -94,39 +127,31 @@ def restart_after_push(app: App, project: Project, rec: Recorder, out: RunOutcom
         entry["detail"] = second.detail
         if not second.healthy:
             entry["outcome"] = "unhealthy"
-    out.status = "rolled_back"
-    out.error = f"{project.unit} was unhealthy after the restart ({first.detail}); reverted {out.commit_sha[:12]}" + (
+    error = f"{project.unit} was unhealthy after the restart ({first.detail}); reverted {out.commit_sha[:12]}" + (
         "" if second.healthy else f", and it is still unhealthy ({second.detail})"
     )
+    return out.but(status="rolled_back", error=error, exit_code=errors.VALIDATION_FAILED)
 
 
 def revert(app: App, project: Project, sha: str, run_id: int, why: str) -> str:
     """Revert ``sha`` in a worktree, record it (kind `revert`, `reverted_by` on the original), bring it in."""
-    from pimainteno.commands.commit import commit_args, identity, record
+    from pimainteno.errors import InputError
+    from pimainteno.pipeline.land import bring_in
 
     subject = git.git(project.path, "log", "-1", "--format=%s", sha).strip()
-    message = f'Revert "{subject}"\n\nThis reverts commit {sha}.\n{why}\n'
+    message = f'Revert "{subject}"\n\nThis reverts commit {sha}.\n{records.scrub(why)}\n'
     with git.temporary_worktree(project.path, app.state_dir, f"{project.name}-revert") as wt:
         try:
-            git.git(wt, "revert", "--no-commit", sha)
+            revert_sha = git.revert_commit(wt, sha, message, app.config.git.author_or_default)
         except git.GitError as e:
             raise ToolError(f"{project.name}: cannot revert {sha[:12]} ({e}); the unit stays unhealthy") from None
-        git.git(wt, *identity(app), *commit_args(app), input=message)
-        revert_sha = git.head(wt)
-    record(app, project, revert_sha, message.strip(), None, run_id, kind="revert")
-    app.db.execute("UPDATE commits SET reverted_by = ? WHERE project = ? AND sha = ?", [revert_sha, project.name, sha])
+    records.mark_reverted(app.db, project.name, sha, revert_sha)
     try:
-        git.git(project.path, "merge", "--ff-only", "--quiet", revert_sha)
-    except git.GitError as e:
-        app.db.execute("DELETE FROM commits WHERE sha = ? AND project = ?", [revert_sha, project.name])
-        app.db.execute("UPDATE commits SET reverted_by = NULL WHERE project = ? AND sha = ?", [project.name, sha])
-        raise ToolError(
-            f"{project.name}: could not bring the revert of {sha[:12]} in ({e}); nothing was changed"
-        ) from None
-    row = app.db.execute(
-        "SELECT proposal_id FROM commits WHERE project = ? AND sha = ?", [project.name, sha]
-    ).fetchone()
-    if row and row[0] is not None:
-        set_proposal_status(app, row[0], "rolled_back", why)
+        bring_in(app, project, None, revert_sha, run_id, kind="revert")
+    except InputError as e:
+        raise ToolError(f"{project.name}: could not bring the revert of {sha[:12]} in: {e}") from None
+    row = records.commit_row(app.db, project.name, sha)
+    if row and row["proposal_id"] is not None:
+        records.transition(app.db, row["proposal_id"], ProposalStatus.ROLLED_BACK, actor="pimainteno", reason=why)
     log.warning("%s: reverted %s with %s: %s", project.name, sha[:12], revert_sha[:12], why)
     return revert_sha

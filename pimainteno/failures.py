@@ -1,0 +1,169 @@
+"""Failures of monitored units: record each one, rate-limit heals per unit, queue the heal.
+
+Used by `watch` (D-Bus signals, milliseconds after the failure) and `pimainteno heal UNIT`, the
+daemon-less path: an `OnFailure=pimainteno-heal@%n.service` drop-in starts it with systemd's
+``MONITOR_*`` variables. With both installed a failure is still recorded once: a failure is its
+unit's invocation id and result.
+
+The row is written first (the dashboard shows the failure at once), then the journal excerpt of
+the failed run is added and the heal queued, or not:
+
+    heal = queued    a `heal` trigger for the unit's project is in the queue
+           gave_up   `heal_limit` heals of this unit within `heal_window` already: a crash loop
+                     never becomes a patch loop; heals resume when the window has passed
+           run       pimainteno itself was restarting the unit (run_id): that run rolls back
+           none      no configured project has this unit
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from pimainteno import queue, records
+from pimainteno.errors import PimaintenoError
+from pimainteno.systemd import FailureEvent
+
+if TYPE_CHECKING:
+    from pimainteno.app import App
+    from pimainteno.config import Config
+
+log = logging.getLogger("pimainteno")
+
+JOURNAL_BYTES = 8000
+JOURNAL_WAIT = 2.0  # journald may store a dying process's last lines a little after the failure
+
+
+@dataclass(frozen=True)
+class Recorded:
+    failure_id: int
+    unit: str
+    project: str | None
+    result: str
+    exit_status: int
+    heal: str  # queued, gave_up, run, none
+    duplicate: bool = False  # already recorded (by the watch or the OnFailure= heal)
+    detail: str = ""
+
+    def line(self) -> str:
+        what = "already recorded" if self.duplicate else f"heal {self.heal}"
+        return f"failure #{self.failure_id} {self.unit} ({self.result}, status {self.exit_status}): {what}" + (
+            f" — {self.detail}" if self.detail else ""
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def monitored_units(config: Config) -> list[str]:
+    """`[systemd_monitor] units`, plus each project's unit when monitoring is enabled."""
+    units = list(config.monitor.units)
+    if config.monitor.enabled:
+        units += [p.unit for p in config.projects]
+    return list(dict.fromkeys(units))
+
+
+def record_failure(app: App, event: FailureEvent, *, source: str) -> Recorded:
+    """Record a failure (once per invocation), decide on a heal, add the journal, queue the heal."""
+    from pimainteno.db import transaction
+
+    cfg = app.config
+    project = cfg.project_for_unit(event.unit)
+    db = app.db
+    with transaction(db):  # the duplicate check, the rate limit and the insert are one decision
+        if event.invocation_id:
+            row = records.known_failure(db, event.unit, event.invocation_id, event.result)
+            if row:
+                return Recorded(row["id"], event.unit, project.name if project else None, event.result,
+                                event.exit_status, row["heal"] or "none", duplicate=True)  # fmt: skip
+        heal, run_id, detail = "none", None, ""
+        if project is None:
+            detail = "no configured project has this unit"
+        elif (run_id := records.restarting_run(db, event.unit)) is not None:
+            heal, detail = "run", f"run #{run_id} restarted it and rolls back"
+        else:
+            heals = records.count_heals_since(db, event.unit, records.now(cfg.monitor.heal_window))
+            if heals >= cfg.monitor.heal_limit:
+                heal = "gave_up"
+                detail = (
+                    f"{heals} heals within {cfg.monitor.heal_window:g}s already (heal_limit); "
+                    f"no more until the window passes"
+                )
+            else:
+                heal = "queued"
+        failure_id = records.add_failure(db, {
+            "project": project.name if project else None, "unit": event.unit,
+            "active_state": event.active_state, "result": event.result, "exit_code": event.exit_code,
+            "exit_status": event.exit_status, "invocation_id": event.invocation_id or None, "source": source,
+            "heal": heal, "run_id": run_id,
+        })  # fmt: skip
+    records.update_failure(db, failure_id, journal=_journal(app, event))
+    if heal == "queued":
+        assert project is not None
+        reason = f"{event.unit} failed ({event.result}, {event.exit_code or 'exit'} status {event.exit_status})"
+        try:
+            queue.enqueue(cfg.queue_dir, project.name, kind="heal", reason=reason, failure_id=failure_id,
+                          source="on-failure" if source == "on-failure" else "watch")  # fmt: skip
+        except PimaintenoError as e:
+            records.update_failure(db, failure_id, heal="error")
+            raise type(e)(f"failure #{failure_id} of {event.unit} recorded, but its heal was not queued: {e}") from None
+        detail = f"queued for {project.name}"
+    (log.warning if heal == "gave_up" else log.info)("%s failed (%s): %s", event.unit, event.result, detail or heal)
+    return Recorded(failure_id, event.unit, project.name if project else None, event.result, event.exit_status, heal,
+                    detail=detail)  # fmt: skip
+
+
+def _journal(app: App, event: FailureEvent) -> str:
+    """The failed run's journal, read until two reads agree and systemd's own verdict is in it."""
+    from pimainteno.systemd import journal_excerpt
+
+    mon = app.config.monitor
+    deadline, previous = time.monotonic() + JOURNAL_WAIT, None
+    while True:
+        try:
+            text = journal_excerpt(event.unit, invocation_id=event.invocation_id or None, lines=mon.journal_lines,
+                                   max_bytes=JOURNAL_BYTES, user=mon.user)  # fmt: skip
+        except PimaintenoError as e:
+            return f"(no journal excerpt: {e})"
+        if (text == previous and "Failed with result" in text) or time.monotonic() > deadline:
+            return text
+        previous = text
+        time.sleep(0.1)
+
+
+def _exit_status(text: str) -> int:
+    """MONITOR_EXIT_STATUS: a number, or a signal name (TERM) when the process was killed."""
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(signal.Signals["SIG" + text.removeprefix("SIG")])
+    except KeyError:
+        return 0
+
+
+def event_for(app: App, unit: str, env: dict[str, str] | None = None) -> FailureEvent | None:
+    """The failure to record for ``unit``: systemd's ``MONITOR_*`` variables when an OnFailure=
+    dependency started us, else the unit's current state; None when the unit has not failed."""
+    env = dict(os.environ if env is None else env)
+    wall, now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), time.monotonic()
+    if env.get("MONITOR_UNIT") == unit and env.get("MONITOR_SERVICE_RESULT"):
+        return FailureEvent(
+            unit=unit, active_state="failed", sub_state="failed", result=env["MONITOR_SERVICE_RESULT"],
+            exit_code=env.get("MONITOR_EXIT_CODE", ""), exit_status=_exit_status(env.get("MONITOR_EXIT_STATUS", "")),
+            invocation_id=env.get("MONITOR_INVOCATION_ID", ""), detected_at=now, detected_wall=wall,
+        )  # fmt: skip
+    from pimainteno.systemd import unit_state
+
+    state = unit_state(unit, user=app.config.monitor.user)
+    if state["ActiveState"] != "failed":
+        return None
+    return FailureEvent(
+        unit=unit, active_state=state["ActiveState"], sub_state=state["SubState"], result=state["Result"],
+        exit_code=state["ExecMainCode"], exit_status=state["ExecMainStatus"], invocation_id=state["InvocationID"],
+        detected_at=now, detected_wall=wall,
+    )  # fmt: skip

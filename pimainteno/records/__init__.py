@@ -1,0 +1,81 @@
+"""Every read and write of pimainteno's tables, one module per table, through sqlite-utils' Table API.
+
+    base        now(), scrub() of known secrets, the key/value `status` table, `projects`
+    proposals   the proposal lifecycle: ProposalStatus, the allowed transitions, transition()
+    runs        `runs`, `summaries`, `llm_calls`, `triggers`
+    commits     `commits`: pimainteno's own commits and reverts, and whether they are pushed
+    failures    `failures` and `restarts`
+
+Every text stored passes through scrub() first, so no configured secret reaches the database.
+"""
+
+from pimainteno.records.base import (
+    REDACTED,
+    delete_status,
+    get_status,
+    now,
+    remember_secrets,
+    rows,
+    scrub,
+    secrets_of,
+    set_status,
+    status_value,
+    sync_projects,
+)
+from pimainteno.records.commits import (
+    add_commit,
+    commit_row,
+    forget_commit,
+    mark_pushed,
+    mark_reverted,
+    note_push_error,
+    unpushed,
+)
+from pimainteno.records.failures import (
+    RESTARTING,
+    add_failure,
+    add_restart,
+    announce_restart,
+    count_heals_since,
+    failure_row,
+    finish_restart,
+    known_failure,
+    restarting_run,
+    update_failure,
+    withdraw_restart,
+)
+from pimainteno.records.proposals import (
+    TRANSITIONS,
+    WAITING,
+    IllegalTransition,
+    Proposal,
+    ProposalStatus,
+    add_proposal,
+    get_proposal,
+    transition,
+)
+from pimainteno.records.runs import (
+    add_llm_call,
+    add_summary,
+    add_trigger,
+    cached_summary,
+    finish_run,
+    last_llm_call,
+    last_runs,
+    running_runs,
+    start_run,
+    update_run,
+)
+
+__all__ = [
+    "RESTARTING",
+    "announce_restart",
+    "restarting_run",
+    "withdraw_restart",
+    "REDACTED", "TRANSITIONS", "WAITING", "IllegalTransition", "Proposal", "ProposalStatus", "add_commit",
+    "add_failure", "add_llm_call", "add_proposal", "add_restart", "add_summary", "add_trigger", "cached_summary",
+    "commit_row", "count_heals_since", "delete_status", "failure_row", "finish_restart", "finish_run",
+    "forget_commit", "get_proposal", "get_status", "known_failure", "last_llm_call", "last_runs", "mark_pushed", "mark_reverted",
+    "note_push_error", "now", "remember_secrets", "rows", "running_runs", "scrub", "secrets_of", "set_status",
+    "start_run", "status_value", "sync_projects", "transition", "unpushed", "update_failure", "update_run",
+]  # fmt: skip
