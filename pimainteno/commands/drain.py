@@ -62,10 +62,10 @@ def drain(
 ) -> list[dict[str, Any]]:
     """Consume the queue (with `follow`, until interrupted); returns the `triggers` rows written."""
     queue_dir = app.config.queue_dir
-    records: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     if not follow and not queue_dir.is_dir():
         log.info("the queue is empty (%s does not exist)", queue_dir)
-        return records
+        return rows
     app.db  # noqa: B018 - open and migrate before claiming anything
     claim = queue.Claim(queue_dir)
     beat = 0.0
@@ -77,7 +77,7 @@ def drain(
                     record = _consume(app, claim, path, item, action)
                     done += 1
                     if not follow:  # a follower runs for weeks: it reports through on_record only
-                        records.append(record)
+                        rows.append(record)
                     if on_record:
                         on_record(record)
                 if done or time.monotonic() - beat > HEARTBEAT:
@@ -89,9 +89,9 @@ def drain(
                 time.sleep(poll)
     finally:
         claim.close()
-    if not records and not follow:
+    if not rows and not follow:
         log.info("the queue is empty")
-    return records
+    return rows
 
 
 def _heartbeat(app: App, text: str) -> None:
