@@ -26,19 +26,6 @@ class Applied:
     checked_only: bool
 
 
-def read_patch(patch_file: str | None) -> str:
-    """The patch text from a file, or from stdin for `-` or no file."""
-    import sys
-    from pathlib import Path
-
-    if patch_file in (None, "-"):
-        return sys.stdin.read()
-    try:
-        return Path(patch_file).read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError as e:
-        raise InputError(f"cannot read patch {patch_file}: {e.strerror}") from None
-
-
 def pending_key(project: Project) -> str:
     return f"apply.{project.name}.pending"
 
