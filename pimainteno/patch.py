@@ -32,6 +32,7 @@ _GIT_LINE = re.compile(
     r"(diff --git|old mode|new mode|deleted file mode|new file mode|copy from|copy to|rename from|rename to"
     r"|similarity index|dissimilarity index|index) .*|GIT binary patch|Binary files .* differ"
 )
+_HUNK = re.compile(r"@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
 _BASE85 = re.compile(r"(literal|delta) \d+|[A-Za-z][0-9A-Za-z!#$%&()*+;<=>?@^_`{|}~-]*")
 _MODES = ("000000", "100644", "100755")  # none, regular, executable
 _KINDS = {"rename": "renamed", "copy": "copied"}
@@ -222,39 +223,35 @@ def _check_text(text: str) -> None:
         )
 
 
-def _starts_hunks(lines: list[str], i: int) -> bool:
-    return i + 1 < len(lines) and lines[i].startswith("+++ ") and lines[i + 1].startswith("@@ -")
-
-
 def _check_visible(text: str, entries: list[Entry], moves: dict[str, tuple[str, str]]) -> None:
     """People reading the text see what git does: every line after the first file diff is one git
     reads, the `diff --git` lines name git's files, and the +/- lines are exactly git's count."""
     lines = text.split("\n")
     start = next((i for i in range(len(lines)) if _starts_file(lines, i)), len(lines))
     want = (sum(e[0] or 0 for e in entries), sum(e[1] or 0 for e in entries))
-    plus = minus = 0
-    binary, heads, i = False, [], start
-    while i < len(lines):
-        line = lines[i]
-        if line == "-- " and (plus, minus) == want:
-            break  # a mail signature (git format-patch)
-        if line.startswith("--- ") and lines[i + 1 : i + 3] and _starts_hunks(lines, i + 1):
-            i += 2  # a file's ---/+++ header, not a removed and an added line
+    plus = minus = left_old = left_new = 0  # lines left in the current hunk, as git counts them
+    binary, heads = False, []
+    for i, line in enumerate(lines[start:], start):
+        kind = line[:1]
+        if left_old > 0 or left_new > 0:  # inside a hunk every line is content, whatever it starts with
+            plus, minus = plus + (kind == "+"), minus + (kind == "-")
+            left_old, left_new = left_old - (kind in " -" or not line), left_new - (kind in " +" or not line)
             continue
-        if line.startswith("diff --git "):
+        if line == "-- ":
+            break  # a mail signature (git format-patch): git reads no hunk line after it
+        if m := _HUNK.match(line):
+            left_old, left_new = (1 if n is None else int(n) for n in m.groups())
+        elif line.startswith("diff --git "):
             heads.append((i, line))
             binary = False
-        if line[:1] == "+":
-            plus += 1
-        elif line[:1] == "-":
-            minus += 1
         elif not (
-            line[:1] in ("", " ", "\\") or line.startswith("@@ -") or _GIT_LINE.fullmatch(line)
+            kind in ("", "\\") or line.startswith(("--- ", "+++ ")) or _GIT_LINE.fullmatch(line)
             or (binary and _BASE85.fullmatch(line))
         ):  # fmt: skip
-            raise rejected(f"line {i + 1}: git skips {shown(line)}, which belongs to no file diff")
+            raise rejected(
+                f"line {i + 1}: git skips {shown(line)}, which belongs to no hunk (do the hunk counts add up?)"
+            )
         binary = binary or line == "GIT binary patch"
-        i += 1
     if (plus, minus) != want:
         raise rejected(
             f"the text shows {plus} added and {minus} removed lines where git reads {want[0]} and {want[1]}"

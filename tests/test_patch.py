@@ -140,7 +140,7 @@ CASES = [
     Case("nul_byte.patch", "line 21 contains a NUL byte"),
     Case("crlf.patch", "line 1: CRLF line ending"),
     Case("hunk_short.patch", "git cannot read it: corrupt patch at line 10"),
-    Case("hunk_long.patch", "shows 2 added and 1 removed lines where git reads 1 and 1"),
+    Case("hunk_long.patch", "line 11: git skips '+import os', which belongs to no hunk"),
     Case("garbage_between_files.patch", "line 12: git skips 'Some words a tool might ignore'"),
     Case("orphan_hunk.patch", "git cannot read it: patch fragment without header"),
     Case("whitespace_damaged.patch", "git cannot read it: corrupt patch at line 6"),
@@ -152,7 +152,7 @@ CASES = [
     Case("inconsistent_names.patch", "'.git/config' is inside git's own directory"),
     Case("header_mismatch.patch", "'diff --git a/docs/guide.md b/docs/guide.md' does not name the file git reads"),
     Case("dev_null_no_mode.patch", "it does not apply at HEAD: dev/null: does not exist in index"),
-    Case("ext_after_dashes.patch", "shows 2 added and 2 removed lines where git reads 1 and 1"),
+    Case("ext_after_dashes.patch", "it does not apply at HEAD: patch failed: app/main.py:1"),
     Case("repeated_header_line.patch", "'app/main.py' would become executable"),
     Case("combined_diff.patch", "git cannot read it: No valid patches in input"),
     Case("plain_epoch.patch", "it does not apply at HEAD: README.md: already exists in index"),
@@ -338,6 +338,20 @@ def test_renamed_files_keep_their_mode(repo: Path) -> None:
     chmod = "diff --git a/old.txt b/run.sh\nold mode 100644\nnew mode 100755\nsimilarity index 100%\nrename from old.txt\nrename to run.sh\n"
     with pytest.raises(PatchRejected, match=r"'run.sh' would become executable \(mode 100755\)"):
         check_patch(chmod, repo, PatchPolicy())
+
+
+def test_content_that_looks_like_patch_syntax(repo: Path) -> None:
+    """Inside a hunk every line is content, as git counts it: `--- x` and `+++ y` lines are a removed
+    `-- x` and an added `++ y`, not a file header."""
+    (repo / "notes.md").write_text("-- removed\n++ kept\ntext\n")
+    git(repo, "add", "notes.md")
+    git(repo, "commit", "-q", "-m", "notes")
+    (repo / "notes.md").write_text("++ added\n-- kept\ndiff --git a/x b/x\n@@ -1 +1 @@\ntext\n-- \n")
+    diff = git(repo, "diff").stdout.decode()
+    git(repo, "checkout", "--", "notes.md")
+    assert "\n--- removed\n" in diff and "\n+++ added\n" in diff and "\n+-- \n" in diff
+    parsed = check_patch(diff, repo, PatchPolicy())
+    assert [(f.path, f.added, f.removed) for f in parsed.files] == [("notes.md", 5, 2)]
 
 
 def test_first_commit(tmp_path: Path) -> None:
