@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -705,3 +706,27 @@ def test_apply_dev_zero_fails_fast(source: str) -> None:
     assert lines == [f"Error: patch rejected: patch larger than {MAX_PATCH_BYTES} bytes"]
     assert time.monotonic() - started < 20
     assert int(peak_kib) < 4 * MAX_PATCH_BYTES // 1024  # not the gigabyte an unbounded read reached
+
+
+@pytest.mark.parametrize("name", ["crlf.patch", "valid_crlf_file.patch"])
+def test_apply_reads_a_file_and_stdin_alike(name: str, repo: Path, isolated: Path) -> None:
+    """`apply FILE` and `apply -` decide alike: a CRLF-damaged patch is refused from both, a git diff
+    of a CRLF file passes from both (issue 13 item 9)."""
+    (isolated / "PiMainteno.toml").write_text(f'[[project]]\nname = "app"\npath = {json.dumps(str(repo))}\n')
+    argv = [sys.executable, "-m", "pimainteno", "apply", "--project", "app", "--check"]
+    results = []
+    for source in ("file", "stdin"):
+        with (CORPUS / name).open("rb") as patch:
+            proc = subprocess.run(
+                [*argv, str(CORPUS / name) if source == "file" else "-"],
+                stdin=patch if source == "stdin" else subprocess.DEVNULL,
+                capture_output=True,
+                env=child_env(),
+                timeout=120,
+            )
+        results.append((proc.returncode, proc.stderr.decode().strip().splitlines()[-1]))
+    assert results[0] == results[1]
+    if name == "crlf.patch":
+        assert results[0][0] == 3 and "line 1: CRLF line ending" in results[0][1]
+    else:
+        assert results[0][0] == 0 and "applies cleanly" in results[0][1]
