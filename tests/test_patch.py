@@ -233,9 +233,17 @@ CASES = [
 ]  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_repo(tmp_path_factory.mktemp("template") / "repo")
+
+
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return make_repo(tmp_path / "repo")
+def repo(tmp_path: Path, template_repo: Path) -> Path:
+    """A fresh copy of the sample repository (copying is much cheaper than making it again)."""
+    shutil.copytree(template_repo, tmp_path / "repo", symlinks=True)
+    git(tmp_path / "repo", "update-index", "-q", "--refresh")  # new inodes: settle the index now
+    return tmp_path / "repo"
 
 
 def numstat_paths(repo: Path, text: str) -> set[str] | None:
