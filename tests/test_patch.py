@@ -1,7 +1,10 @@
 """pimainteno.patch: a corpus of hostile and broken patches, real git repositories, and properties.
 
 Every corpus file (tests/patches/*.patch, described in tests/patches/INDEX.md) is checked in a
-fresh git repository; the repository must be byte-for-byte unchanged afterwards.
+fresh git repository; the repository must be byte-for-byte unchanged afterwards, and a patch that
+passes is returned unchanged. Hypothesis fuzzers run a small profile by default and the full one
+under the `slow` marker. read_patch is tested with real files, /dev/zero and real processes
+reading stdin.
 """
 
 from __future__ import annotations
