@@ -36,6 +36,7 @@ _HUNK = re.compile(r"@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
 _BASE85 = re.compile(r"(literal|delta) \d+|[A-Za-z][0-9A-Za-z!#$%&()*+;<=>?@^_`{|}~-]*")
 _MODES = ("000000", "100644", "100755")  # none, regular, executable
 _KINDS = {"rename": "renamed", "copy": "copied"}
+_PREFIXES = [(a + "/", b + "/") for a in "aciow" for b in "biwo" if a != b]
 
 
 @dataclass(frozen=True)
@@ -260,10 +261,9 @@ def _check_visible(text: str, entries: list[Entry], moves: dict[str, tuple[str, 
     if heads and len(heads) != len(entries):
         raise rejected(f"{len(heads)} 'diff --git' lines for the {len(entries)} files git reads")
     for (at, head), (_, _, path) in zip(heads, entries, strict=False):
-        old = moves[path][1] if path in moves else path
-        if head not in {
-            f"diff --git {gitpatch.c_quote('a/' + old, q)} {gitpatch.c_quote('b/' + path, q)}" for q in (True, False)
-        }:
+        old, q = moves[path][1] if path in moves else path, gitpatch.c_quote
+        # git apply -p1 drops the a/ and b/ prefixes, or diff.mnemonicPrefix's c/, i/, w/, o/
+        if head not in {f"diff --git {q(a + old, n)} {q(b + path, n)}" for a, b in _PREFIXES for n in (True, False)}:
             raise rejected(f"line {at + 1}: {shown(head)} does not name the file git reads ({shown(path)})")
 
 

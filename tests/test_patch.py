@@ -366,6 +366,19 @@ def test_content_that_looks_like_patch_syntax(repo: Path) -> None:
     assert [(f.path, f.added, f.removed) for f in parsed.files] == [("notes.md", 5, 2)]
 
 
+def test_mnemonic_prefixes(repo: Path) -> None:
+    """A user's diff.mnemonicPrefix writes c/ and i/ (or i/ and w/) instead of a/ and b/: git reads
+    the same files, and so does the check."""
+    (repo / "README.md").write_text("changed\n")
+    git(repo, "add", "README.md")
+    diff = git(repo, "-c", "diff.mnemonicPrefix=true", "diff", "--cached", "HEAD").stdout.decode()
+    git(repo, "reset", "-q", "--hard")
+    assert diff.startswith("diff --git c/README.md i/README.md\n")
+    assert [f.path for f in check_patch(diff, repo, PatchPolicy()).files] == ["README.md"]
+    with pytest.raises(PatchRejected, match="does not name the file git reads"):
+        check_patch(diff.replace("diff --git c/README.md i/README.md", "diff --git c/a.md i/a.md"), repo, PatchPolicy())
+
+
 def test_first_commit(tmp_path: Path) -> None:
     """Before any commit git reads the patch against the empty tree."""
     repo = tmp_path / "empty"
