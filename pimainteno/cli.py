@@ -191,10 +191,11 @@ def apply(
 ) -> None:
     """Validate a patch and apply it to the project's working tree (staged)."""
     from pimainteno.commands import apply as cmd
+    from pimainteno.patch import read_patch
 
     if proposal_id is None and patch_file is None and sys.stdin.isatty():
         raise click.UsageError("no patch: pass FILE, - for stdin, or --proposal N")
-    text = None if proposal_id is not None else cmd.read_patch(patch_file)
+    text = None if proposal_id is not None else read_patch(patch_file)
     cmd.apply(app, text, project_name=project_name, proposal_id=proposal_id, check_only=check_only)
 
 

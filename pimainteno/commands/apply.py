@@ -7,21 +7,7 @@ from __future__ import annotations
 
 from pimainteno import pipeline
 from pimainteno.app import App
-from pimainteno.errors import InputError
 from pimainteno.pipeline import Applied
-
-
-def read_patch(patch_file: str | None) -> str:
-    """The patch text from a file, or from stdin for `-` or no file."""
-    import sys
-    from pathlib import Path
-
-    if patch_file in (None, "-"):
-        return sys.stdin.read()
-    try:
-        return Path(patch_file).read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError as e:
-        raise InputError(f"cannot read patch {patch_file}: {e.strerror}") from None
 
 
 def apply(app: App, text: str | None, *, project_name: str | None = None, proposal_id: int | None = None,

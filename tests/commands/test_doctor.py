@@ -51,9 +51,7 @@ def test_a_broken_configuration_is_the_one_check_and_fails(tmp_path: Path) -> No
     code, checks = doctor()
     assert code == errors.VALIDATION_FAILED
     assert list(checks) == [(None, "configuration")]
-    assert checks[None, "configuration"]["detail"].endswith(
-        "llm.provider: expected one of codex, command, got 'gpt'"
-    )
+    assert checks[None, "configuration"]["detail"].endswith("llm.provider: expected one of codex, command, got 'gpt'")
 
 
 def test_a_healthy_project_is_all_ticks(tmp_path: Path, repo: Path) -> None:
@@ -79,7 +77,7 @@ def test_an_unreachable_remote_a_dirty_tree_and_no_test_command(tmp_path: Path, 
     assert ("app", "push") not in checks
     assert checks["app", "working tree"]["status"] == "warn"
     test = checks["app", "test command"]
-    assert (test["status"], test["fix"]) == ("warn", "set test = \"make test\" (the `test` target in Makefile)")
+    assert (test["status"], test["fix"]) == ("warn", 'set test = "make test" (the `test` target in Makefile)')
     text = lines()
     assert f"✗ app: remote: {remote['detail']} — check the URL, the network and the credentials" in text
 

@@ -182,7 +182,7 @@ def test_the_readme_path_on_two_real_repositories(host: Path, tmp_path: Path) ->
     os.chdir(tmp_path / "work")
     assert (
         cli_ok("add", str(tool)).output.splitlines()[5]
-        == "  test = \"make test\"  # detected: the `test` target in Makefile"
+        == '  test = "make test"  # detected: the `test` target in Makefile'
     )
 
     rows = json.loads(cli_ok("projects", "--json").stdout)
