@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pimainteno.config.schema import EVENTS
+
+__all__ = ["EVENTS", "Sent", "notify", "scheme", "url_problem", "wanted"]
 log = logging.getLogger("pimainteno")
 
-EVENTS = ("pushed", "rolled_back", "heal_gave_up", "failure", "proposal_waiting", "run_failed", "stale")
 TITLES = {
     "pushed": "pushed a fix",
     "rolled_back": "rolled a fix back",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pimainteno.config.schema import (
+    MODES,
     File,
     GitConfig,
     LLMConfig,
@@ -29,6 +30,7 @@ from pimainteno.config.schema import (
 from pimainteno.errors import ConfigError
 
 __all__ = [
+    "MODES",
     "CONFIG_NAME", "Config", "GitConfig", "LLMConfig", "MonitorConfig", "NotifyConfig", "PatchPolicy",
     "Project", "Sandbox", "SchedulerConfig", "WebConfig", "check_project_path", "default_state_dir",
     "find_config", "from_dict", "load", "name_from_path", "normalise_schedule", "resolve", "search_path",

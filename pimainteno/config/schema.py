@@ -8,13 +8,14 @@ default. A key's type is its annotation; `key()` adds the meaning, bounds and al
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pimainteno.config import forms
 
 Command = str | tuple[str, ...]
 NO_LLM = {"llm": '"llm" is not available; use codex or command'}
 Mode = Literal["propose", "apply", "commit", "push"]
+MODES: tuple[str, ...] = get_args(Mode)  # how far an automatic run may go, in chain order
 Event = Literal["pushed", "rolled_back", "heal_gave_up", "failure", "proposal_waiting", "run_failed", "stale"]
 EVENTS: tuple[Event, ...] = (
     "pushed",
