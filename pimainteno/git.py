@@ -1,4 +1,8 @@
-"""git through plumbum: argument lists only, never a shell; every call has a timeout."""
+"""git with argument lists only, never a shell; every call has a deadline that bounds its wall time.
+
+pimainteno's own git commands never run programs that the repository's configuration names: no
+fsmonitor, no hooks (except the user's own hooks on `push`), no external diff drivers.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from plumbum import local
-from plumbum.commands.processes import ProcessTimedOut
-
+from pimainteno import procs
 from pimainteno.errors import ToolError
 
 log = logging.getLogger("pimainteno")
@@ -21,6 +23,10 @@ DEFAULT_TIMEOUT = 120.0
 # Never wait for a password prompt; parse git's messages in one language; and tell our own
 # post-merge hook that this merge is pimainteno's, so it does not queue another run.
 _ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0", "PIMAINTENO_ACTIVE": "1"}
+# A hooks directory nobody can create hooks in (a path under a character device): git finds none.
+NO_HOOKS = "/dev/null"
+_SAFE = ["-c", "core.fsmonitor=false"]
+_QUERIES = {"config", "rev-parse"}
 
 
 class GitError(ToolError):
@@ -38,20 +44,42 @@ def git(
     check: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
     env: dict[str, str] | None = None,
+    user_hooks: bool | None = None,
 ) -> str:
-    """Run `git -C repo ARGS`, return stdout; raise GitError with git's own last line on failure."""
-    cmd = local["git"]["-C", str(repo), *args].with_env(**_ENV, **(env or {}))
-    if input is not None:
-        cmd = cmd << input
-    try:
-        code, out, err = cmd.run(retcode=None, timeout=timeout)
-    except ProcessTimedOut:
-        raise GitError(f"git {args[0]} in {repo} timed out after {timeout:g}s") from None
-    except FileNotFoundError:
-        raise GitError("git is not installed (apt-get install git)") from None
-    if check and code != 0:
-        raise GitError(f"git {args[0]} in {repo} failed: {_last_line(err or out)}", err, code, out)
-    return str(out)
+    """Run `git -C repo ARGS`, return stdout; raise GitError with git's own last line on failure.
+
+    The repository's hooks run only with `user_hooks=True`; by default only for `push` (the user's
+    own `pre-push` stays in force). The environment is read at call time.
+    """
+    sub = _subcommand(args)
+    hooks = sub == "push" if user_hooks is None else user_hooks
+    # `config` and `rev-parse` run no program but would report our overrides as the repository's.
+    safe = [] if sub in _QUERIES else [*_SAFE, *([] if hooks else ["-c", f"core.hooksPath={NO_HOOKS}"])]
+    argv = ["git", "-C", str(repo), *safe, *args]
+    done = procs.run(
+        argv,
+        timeout=timeout,
+        env={**os.environ, **_ENV, **(env or {})},
+        input=None if input is None else input.encode("utf-8", "surrogateescape"),
+        limit=None,
+    )
+    if done.error:
+        raise GitError("git is not installed (apt-get install git)" if "No such file" in done.error else done.error)
+    out = done.stdout.decode("utf-8", "replace")
+    err = done.stderr.decode("utf-8", "replace")
+    if done.timed_out:
+        raise GitError(f"git {sub} in {repo} timed out after {timeout:g}s and was stopped", err)
+    if check and done.returncode != 0:
+        raise GitError(f"git {sub} in {repo} failed: {_last_line(err or out)}", err, done.returncode, out)
+    return out
+
+
+def _subcommand(args: tuple[str, ...]) -> str:
+    """The git subcommand among ARGS, skipping leading `-c key=value` pairs."""
+    i = 0
+    while i < len(args) and args[i] == "-c":
+        i += 2
+    return args[i] if i < len(args) else "(none)"
 
 
 def _last_line(text: str) -> str:
