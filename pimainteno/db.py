@@ -116,6 +116,11 @@ def _m001(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="010_providers_codex_version")
+def _m010_providers(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE llm_calls ADD COLUMN codex_version TEXT")  # `codex --version` of the run
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

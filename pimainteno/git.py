@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -220,3 +221,77 @@ def worktree_diff(worktree: Path) -> str:
     return git(
         worktree, "-c", "core.quotepath=off", "diff", "--cached", "--binary", "--no-color", "--no-ext-diff", "HEAD"
     )
+
+
+# --- the .git guard ------------------------------------------------------------------------------
+
+# What a model run must never change in the main repository: its configuration (fsmonitor, hooks
+# path, filter and diff drivers name programs), its hooks, `info/` (attributes, excludes) and refs.
+GUARDED = ("config", "config.worktree", "HEAD", "packed-refs", "hooks", "info", "refs")
+_Entry = tuple[str, int, bytes]  # kind (file, dir, link, other), mode, content or link target
+
+
+class GitDirGuard:
+    """Fingerprint the shared `.git` of `repo` (a worktree or the repository) now; `restore()` later."""
+
+    def __init__(self, repo: Path) -> None:
+        self.root = git_dir(repo, common=True)
+        self.before = _scan(self.root)
+
+    def changes(self) -> list[str]:
+        """Paths under `.git` that differ from the fingerprint (changed, added or removed)."""
+        after = _scan(self.root)
+        return sorted(k for k in self.before.keys() | after.keys() if self.before.get(k) != after.get(k))
+
+    def restore(self) -> list[str]:
+        """Put every changed path back as it was; return what had changed (empty: nothing did)."""
+        changed = self.changes()
+        for rel in sorted(changed, key=lambda r: (r.count("/"), r)):  # parents before their children
+            path = self.root / rel
+            if path.is_symlink() or path.is_file() or (path.exists() and not path.is_dir()):
+                path.unlink()
+            elif path.is_dir() and self.before.get(rel, ("",))[0] != "dir":
+                shutil.rmtree(path)
+            entry = self.before.get(rel)
+            if entry is None or entry[0] == "other":  # a fifo or socket is not ours to recreate
+                continue
+            kind, mode, data = entry
+            if kind == "dir":
+                path.mkdir(exist_ok=True)
+            elif kind == "link":
+                os.symlink(os.fsdecode(data), path)
+                continue
+            elif kind == "file":
+                path.write_bytes(data)
+            os.chmod(path, mode)
+        if changed:
+            log.warning("restored %s in %s", ", ".join(changed), self.root)
+        return changed
+
+
+def describe_changes(changed: list[str]) -> str:
+    """`.git/config and .git/hooks/post-merge` for a message (at most three paths named)."""
+    names = [f".git/{rel}" for rel in changed[:3]] + ([f"{len(changed) - 3} more"] if len(changed) > 3 else [])
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _scan(root: Path) -> dict[str, _Entry]:
+    found: dict[str, _Entry] = {}
+    todo = list(GUARDED)
+    while todo:
+        rel = todo.pop()
+        path = root / rel
+        try:
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                found[rel] = ("link", 0, os.fsencode(os.readlink(path)))
+            elif stat.S_ISDIR(st.st_mode):
+                found[rel] = ("dir", stat.S_IMODE(st.st_mode), b"")
+                todo += [f"{rel}/{name}" for name in os.listdir(path)]
+            elif stat.S_ISREG(st.st_mode):
+                found[rel] = ("file", stat.S_IMODE(st.st_mode), path.read_bytes())
+            else:
+                found[rel] = ("other", stat.S_IMODE(st.st_mode), b"")
+        except FileNotFoundError:
+            continue
+    return found

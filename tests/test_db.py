@@ -98,6 +98,7 @@ EXPECTED = {
         "exit_status",
         "outcome",
         "thread_id",
+        "codex_version",
         "input_tokens",
         "cached_tokens",
         "output_tokens",
@@ -123,6 +124,9 @@ EXPECTED = {
     "status": {"key", "value", "updated_at"},
 }
 
+# Every migration in declaration order; each new one is appended (and named after its branch).
+MIGRATIONS = ["001_initial", "010_providers_codex_version"]
+
 
 def test_blank_database_migrates_to_expected_columns(tmp_path: Path) -> None:
     d = db.open_db(tmp_path / "x.db")
@@ -133,7 +137,7 @@ def test_blank_database_migrates_to_expected_columns(tmp_path: Path) -> None:
     assert d.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     indexes = {i.name for i in d["runs"].indexes}
     assert "runs_project_started" in indexes
-    assert [m.name for m in db.migrations.applied(d)] == ["001_initial"]
+    assert [m.name for m in db.migrations.applied(d)] == MIGRATIONS
     assert not list(tmp_path.glob(".x.db.*")), "temporary files left behind"
 
 
@@ -143,10 +147,10 @@ def test_migrations_rerun_is_noop(tmp_path: Path) -> None:
     db.insert(d, "status", {"key": "k", "value": "v", "updated_at": db.now()})
     db._migrated.clear()
     d2 = db.open_db(path)
-    assert len(db.migrations.applied(d2)) == 1
+    assert len(db.migrations.applied(d2)) == len(MIGRATIONS)
     assert d2.execute("select value from status").fetchone()[0] == "v"
     db.migrations.apply(d2)  # applying again changes nothing
-    assert len(db.migrations.applied(d2)) == 1
+    assert len(db.migrations.applied(d2)) == len(MIGRATIONS)
 
 
 def test_database_with_pending_migrations_is_upgraded_in_place(tmp_path: Path) -> None:
@@ -162,7 +166,7 @@ def test_database_with_pending_migrations_is_upgraded_in_place(tmp_path: Path) -
     inode = path.stat().st_ino
     d = db.open_db(path)
     assert "runs" in d.table_names() and path.stat().st_ino == inode
-    assert [m.name for m in db.migrations.applied(d)] == ["001_initial"]
+    assert [m.name for m in db.migrations.applied(d)] == MIGRATIONS
 
 
 def test_existing_file_is_never_replaced(tmp_path: Path) -> None:
