@@ -174,7 +174,10 @@ def _pipe_inodes(proc: subprocess.Popen[bytes]) -> set[int]:
 def _end(proc: subprocess.Popen[bytes], inodes: set[int]) -> None:
     """End the group, its descendants and anything still holding our pipes: TERM, then KILL."""
     alive = proc.poll() is None
-    strays = set(descendants(proc.pid) if alive else []) | _pipe_holders(inodes)
+    tree = set(descendants(proc.pid)) if alive else set()
+    if alive:  # a daemonized grandchild may hold a pipe of our tree (a hook's, under git receive-pack)
+        inodes = inodes | _pipes_of(tree | {proc.pid})
+    strays = tree | _pipe_holders(inodes)
     if not alive and not strays:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)  # background jobs that closed their output
@@ -210,6 +213,19 @@ def descendants(pid: int) -> list[int]:
         kids = children.get(todo.pop(), [])
         found += kids
         todo += kids
+    return found
+
+
+def _pipes_of(pids: set[int]) -> set[int]:
+    """The inodes of the anonymous pipes these processes hold."""
+    found = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd)
+                    if link.startswith("pipe:["):
+                        found.add(int(link[6:-1]))
     return found
 
 
