@@ -69,9 +69,8 @@ def run(
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
         )  # fmt: skip
     except OSError as e:
-        return Finished(
-            argv, None, b"", b"", time.monotonic() - start, error=f"cannot run {argv[0]}: {e.strerror or e}"
-        )
+        problem = f"no such directory {cwd}" if cwd is not None and not os.path.isdir(cwd) else e.strerror or str(e)
+        return Finished(argv, None, b"", b"", time.monotonic() - start, error=f"cannot run {argv[0]}: {problem}")
     try:
         out, err, timed_out = _collect(proc, start + timeout, input, limit, on_line)
     except BaseException:

@@ -86,7 +86,10 @@ def test_only_the_tail_is_kept_within_the_limit(tmp_path: Path):
 
 def test_a_program_that_does_not_exist_is_an_error_not_an_exception(tmp_path: Path):
     done = procs.run([str(tmp_path / "nope")], timeout=5)
-    assert not done.ok and done.returncode is None and done.error and "cannot run" in done.error
+    assert not done.ok and done.returncode is None
+    assert done.error == f"cannot run {tmp_path / 'nope'}: No such file or directory"
+    elsewhere = procs.run(["true"], timeout=5, cwd=tmp_path / "gone")
+    assert elsewhere.error == f"cannot run true: no such directory {tmp_path / 'gone'}"
 
 
 def test_environment_is_the_one_given(tmp_path: Path):

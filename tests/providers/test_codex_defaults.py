@@ -158,6 +158,6 @@ def test_missing_codex_gives_no_version_warning(tmp_path: Path):
     assert version_warning(LLMConfig(codex=str(tmp_path / "none"))) is None
 
 
-def test_guard_is_git_dir_guard(worktree):
+def test_the_guard_of_a_worktree_watches_the_main_repositorys_git_dir(worktree):
     repo, wt = worktree
     assert git.GitDirGuard(wt).root == (repo / ".git").resolve()
