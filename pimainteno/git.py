@@ -28,6 +28,7 @@ _ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0", "P
 NO_HOOKS = "/dev/null"
 _SAFE = ["-c", "core.fsmonitor=false"]
 _QUERIES = {"config", "rev-parse"}
+_DIFFS = {"diff", "log", "show"}
 
 
 class GitError(ToolError):
@@ -53,6 +54,9 @@ def git(
     own `pre-push` stays in force). The environment is read at call time.
     """
     sub = _subcommand(args)
+    if sub in _DIFFS:  # external diff drivers and textconv filters are programs the config names
+        at = args.index(sub) + 1
+        args = (*args[:at], "--no-ext-diff", "--no-textconv", *args[at:])
     hooks = sub == "push" if user_hooks is None else user_hooks
     # `config` and `rev-parse` run no program but would report our overrides as the repository's.
     safe = [] if sub in _QUERIES else [*_SAFE, *([] if hooks else ["-c", f"core.hooksPath={NO_HOOKS}"])]

@@ -97,3 +97,21 @@ def test_queries_report_the_repositorys_own_settings_not_our_overrides(in_git_re
     run_git(in_git_repo, "config", "core.hooksPath", ".githooks")
     assert git.git(in_git_repo, "config", "--get", "core.hooksPath").strip() == ".githooks"
     assert git.git(in_git_repo, "rev-parse", "--git-path", "hooks").strip() == ".githooks"
+
+
+def test_diff_drivers_named_by_the_repository_never_run(in_git_repo: Path, tmp_path: Path):
+    ran = tmp_path / "ran"
+    driver = executable(tmp_path / "driver", f'echo driver >> "{ran}"\ncat "$1"\n')
+    run_git(in_git_repo, "config", "diff.evil.textconv", str(driver))
+    run_git(in_git_repo, "config", "diff.external", str(driver))
+    (in_git_repo / ".gitattributes").write_text("*.md diff=evil\n")
+    (in_git_repo / "README.md").write_text("changed\n")
+    run_git(in_git_repo, "add", "-A")
+    run_git(in_git_repo, "diff", "--cached", "HEAD")  # git itself runs them: the trap is armed
+    assert ran.exists()
+    ran.unlink()
+    diff = git.git(in_git_repo, "diff", "--cached", "HEAD")
+    git.git(in_git_repo, "commit", "-q", "-m", "change")
+    shown = git.git(in_git_repo, "show", "HEAD") + git.git(in_git_repo, "log", "-p", "-1")
+    assert "+changed" in diff and "+changed" in shown
+    assert not ran.exists()
