@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CODEX_VERSION := 0.169.0
 CODEX := .tools/node_modules/.bin/codex
 
-.PHONY: test lint demo bench docs deps system-deps clean
+.PHONY: test lint demo bench docs deps system-deps clean test-codex-latest
 
 # The tests need pystemd (the [systemd] extra, built from source); the demo does not.
 $(VENV)/.installed: pyproject.toml
@@ -40,6 +40,14 @@ lint: $(VENV)/.installed
 test: deps lint
 	$(VENV)/bin/pytest
 
+# The codex tests against the newest @openai/codex on npm (tests/conftest_codex.py honours
+# PIMAINTENO_TEST_CODEX); the pinned one above stays what `make test` uses.
+test-codex-latest: deps
+	npm install --silent --no-audit --no-fund --prefix .tools-latest @openai/codex@latest
+	.tools-latest/node_modules/.bin/codex --version
+	PIMAINTENO_TEST_CODEX=$(CURDIR)/.tools-latest/node_modules/.bin/codex $(VENV)/bin/pytest -m codex \
+		tests/providers tests/commands/test_codex_flow.py
+
 docs: $(VENV)/.installed
 	$(PY) -m cogapp -I docs -r docs/commands.md docs/configuration.md PiMainteno.toml
 
@@ -54,4 +62,4 @@ bench: deps
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .tools-latest .pytest_cache .mypy_cache .ruff_cache

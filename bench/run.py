@@ -29,6 +29,7 @@ NAMES = (
     "queue",
     "sandbox",
     "drain",
+    "codex_overhead",
 )
 
 

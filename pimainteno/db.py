@@ -144,6 +144,26 @@ def _m002(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="003_notifications")
+def _m003(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE notifications (
+            id INTEGER PRIMARY KEY, created_at TEXT NOT NULL, event TEXT NOT NULL, project TEXT,
+            target TEXT,                -- the apprise URL's scheme only: URLs carry secrets
+            outcome TEXT NOT NULL,      -- sent, failed, timeout, held
+            error TEXT, title TEXT
+        );
+        CREATE INDEX notifications_created ON notifications(created_at);
+        """
+    )
+
+
+@migrations(name="004_llm_calls_codex_version")
+def _m004(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE llm_calls ADD COLUMN codex_version TEXT")  # `codex --version` of the run
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -239,18 +259,3 @@ set_status = _records.set_status
 get_status = _records.get_status
 sync_projects = _records.sync_projects
 update = _records.update
-
-
-@migrations(name="003_notifications")
-def _m003(db: sqlite_utils.Database) -> None:
-    db.executescript(
-        """
-        CREATE TABLE notifications (
-            id INTEGER PRIMARY KEY, created_at TEXT NOT NULL, event TEXT NOT NULL, project TEXT,
-            target TEXT,                -- the apprise URL's scheme only: URLs carry secrets
-            outcome TEXT NOT NULL,      -- sent, failed, timeout, held
-            error TEXT, title TEXT
-        );
-        CREATE INDEX notifications_created ON notifications(created_at);
-        """
-    )

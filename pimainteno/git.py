@@ -1,4 +1,8 @@
-"""git through plumbum: argument lists only, never a shell; every call has a timeout."""
+"""git with argument lists only, never a shell; every call has a deadline that bounds its wall time.
+
+pimainteno's own git commands never run programs that the repository's configuration names: no
+fsmonitor, no hooks (except the user's own hooks on `push`), no external diff drivers.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,11 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from plumbum import local
-from plumbum.commands.processes import ProcessTimedOut
-
+from pimainteno import procs
 from pimainteno.errors import ToolError
 
 log = logging.getLogger("pimainteno")
@@ -24,6 +27,11 @@ GUARD_ENV = "PIMAINTENO_ACTIVE"
 # Never wait for a password prompt; parse git's messages in one language.
 _ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0", GUARD_ENV: "1"}
 PROPOSAL_TRAILER = "Pimainteno-Proposal"
+# A hooks directory nobody can create hooks in (a path under a character device): git finds none.
+NO_HOOKS = "/dev/null"
+_SAFE = ["-c", "core.fsmonitor=false"]
+_QUERIES = {"config", "rev-parse"}
+_DIFFS = {"diff", "log", "show"}
 
 
 class GitError(ToolError):
@@ -41,20 +49,45 @@ def git(
     check: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
     env: dict[str, str] | None = None,
+    user_hooks: bool | None = None,
 ) -> str:
-    """Run `git -C repo ARGS`, return stdout; raise GitError with git's own last line on failure."""
-    cmd = local["git"]["-C", str(repo), *args].with_env(**_ENV, **(env or {}))
-    if input is not None:
-        cmd = cmd << input
-    try:
-        code, out, err = cmd.run(retcode=None, timeout=timeout)
-    except ProcessTimedOut:
-        raise GitError(f"git {args[0]} in {repo} timed out after {timeout:g}s") from None
-    except FileNotFoundError:
-        raise GitError("git is not installed (apt-get install git)") from None
-    if check and code != 0:
-        raise GitError(f"git {args[0]} in {repo} failed: {_last_line(err or out)}", err, code, out)
-    return str(out)
+    """Run `git -C repo ARGS`, return stdout; raise GitError with git's own last line on failure.
+
+    The repository's hooks run only with `user_hooks=True`; by default only for `push` (the user's
+    own `pre-push` stays in force). The environment is read at call time.
+    """
+    sub = _subcommand(args)
+    if sub in _DIFFS:  # external diff drivers and textconv filters are programs the config names
+        at = args.index(sub) + 1
+        args = (*args[:at], "--no-ext-diff", "--no-textconv", *args[at:])
+    hooks = sub == "push" if user_hooks is None else user_hooks
+    # `config` and `rev-parse` run no program but would report our overrides as the repository's.
+    safe = [] if sub in _QUERIES else [*_SAFE, *([] if hooks else ["-c", f"core.hooksPath={NO_HOOKS}"])]
+    argv = ["git", "-C", str(repo), *safe, *args]
+    done = procs.run(
+        argv,
+        timeout=timeout,
+        env={**os.environ, **_ENV, **(env or {})},
+        input=None if input is None else input.encode("utf-8", "surrogateescape"),
+        limit=None,
+    )
+    if done.error:
+        raise GitError("git is not installed (apt-get install git)" if "No such file" in done.error else done.error)
+    out = done.stdout.decode("utf-8", "replace")
+    err = done.stderr.decode("utf-8", "replace")
+    if done.timed_out:
+        raise GitError(f"git {sub} in {repo} timed out after {timeout:g}s and was stopped", err)
+    if check and done.returncode != 0:
+        raise GitError(f"git {sub} in {repo} failed: {_last_line(err or out)}", err, done.returncode, out)
+    return out
+
+
+def _subcommand(args: tuple[str, ...]) -> str:
+    """The git subcommand among ARGS, skipping leading `-c key=value` pairs."""
+    i = 0
+    while i < len(args) and args[i] == "-c":
+        i += 2
+    return args[i] if i < len(args) else "(none)"
 
 
 def _last_line(text: str) -> str:
@@ -244,3 +277,77 @@ def revert_commit(worktree: Path, sha: str, message: str, author: str) -> str:
     """Revert ``sha`` in ``worktree`` (its HEAD must contain it) as pimainteno's commit; the revert's sha."""
     git(worktree, "revert", "--no-commit", sha)
     return make_commit(worktree, message, author)
+
+
+# --- the .git guard ------------------------------------------------------------------------------
+
+# What a model run must never change in the main repository: its configuration (fsmonitor, hooks
+# path, filter and diff drivers name programs), its hooks, `info/` (attributes, excludes) and refs.
+GUARDED = ("config", "config.worktree", "HEAD", "packed-refs", "hooks", "info", "refs")
+_Entry = tuple[str, int, bytes]  # kind (file, dir, link, other), mode, content or link target
+
+
+class GitDirGuard:
+    """Fingerprint the shared `.git` of `repo` (a worktree or the repository) now; `restore()` later."""
+
+    def __init__(self, repo: Path) -> None:
+        self.root = git_dir(repo, common=True)
+        self.before = _scan(self.root)
+
+    def changes(self) -> list[str]:
+        """Paths under `.git` that differ from the fingerprint (changed, added or removed)."""
+        after = _scan(self.root)
+        return sorted(k for k in self.before.keys() | after.keys() if self.before.get(k) != after.get(k))
+
+    def restore(self) -> list[str]:
+        """Put every changed path back as it was; return what had changed (empty: nothing did)."""
+        changed = self.changes()
+        for rel in sorted(changed, key=lambda r: (r.count("/"), r)):  # parents before their children
+            path = self.root / rel
+            if path.is_symlink() or path.is_file() or (path.exists() and not path.is_dir()):
+                path.unlink()
+            elif path.is_dir() and self.before.get(rel, ("",))[0] != "dir":
+                shutil.rmtree(path)
+            entry = self.before.get(rel)
+            if entry is None or entry[0] == "other":  # a fifo or socket is not ours to recreate
+                continue
+            kind, mode, data = entry
+            if kind == "dir":
+                path.mkdir(exist_ok=True)
+            elif kind == "link":
+                os.symlink(os.fsdecode(data), path)
+                continue
+            elif kind == "file":
+                path.write_bytes(data)
+            os.chmod(path, mode)
+        if changed:
+            log.warning("restored %s in %s", ", ".join(changed), self.root)
+        return changed
+
+
+def describe_changes(changed: list[str]) -> str:
+    """`.git/config and .git/hooks/post-merge` for a message (at most three paths named)."""
+    names = [f".git/{rel}" for rel in changed[:3]] + ([f"{len(changed) - 3} more"] if len(changed) > 3 else [])
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _scan(root: Path) -> dict[str, _Entry]:
+    found: dict[str, _Entry] = {}
+    todo = list(GUARDED)
+    while todo:
+        rel = todo.pop()
+        path = root / rel
+        try:
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                found[rel] = ("link", 0, os.fsencode(os.readlink(path)))
+            elif stat.S_ISDIR(st.st_mode):
+                found[rel] = ("dir", stat.S_IMODE(st.st_mode), b"")
+                todo += [f"{rel}/{name}" for name in os.listdir(path)]
+            elif stat.S_ISREG(st.st_mode):
+                found[rel] = ("file", stat.S_IMODE(st.st_mode), path.read_bytes())
+            else:
+                found[rel] = ("other", stat.S_IMODE(st.st_mode), b"")
+        except FileNotFoundError:
+            continue
+    return found

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -19,9 +20,21 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_CODEX = REPO_ROOT / ".tools" / "node_modules" / ".bin" / "codex"
 
 
+# codex refuses to create its sandbox helper under a temporary directory such as /tmp (then every
+# sandboxed command fails once bubblewrap is installed), and pytest's tmp_path is under /tmp.
+CODEX_HOME_PARENT = Path("/var/tmp")
+# `make test-codex-latest` points this at another codex install to run the same tests against it.
+CODEX_ENV = "PIMAINTENO_TEST_CODEX"
+
+
 @pytest.fixture(scope="session")
 def codex_bin() -> Path:
-    """The real codex CLI: the project-local install, else the one on PATH, else skip."""
+    """The real codex CLI: $PIMAINTENO_TEST_CODEX, else the project-local install, else PATH, else skip."""
+    chosen = os.environ.get(CODEX_ENV)
+    if chosen:
+        if not os.access(chosen, os.X_OK):
+            pytest.fail(f"{CODEX_ENV}={chosen} is not an executable codex")
+        return Path(chosen)
     if LOCAL_CODEX.is_file() and os.access(LOCAL_CODEX, os.X_OK):
         return LOCAL_CODEX
     found = shutil.which("codex")
@@ -31,14 +44,16 @@ def codex_bin() -> Path:
 
 
 @pytest.fixture
-def codex_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private CODEX_HOME; keys inherited from the developer's shell are removed too."""
+def codex_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private CODEX_HOME outside /tmp, removed afterwards; keys from the developer's shell are removed."""
     for name in ("OPENAI_API_KEY", "CODEX_API_KEY", "CODEX_ACCESS_TOKEN", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "codex-home"
-    home.mkdir()
+    home = Path(tempfile.mkdtemp(prefix="pimainteno-codex-home-", dir=CODEX_HOME_PARENT))
     monkeypatch.setenv("CODEX_HOME", str(home))
-    return home
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

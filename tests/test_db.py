@@ -102,6 +102,7 @@ EXPECTED = {
         "exit_status",
         "outcome",
         "thread_id",
+        "codex_version",
         "input_tokens",
         "cached_tokens",
         "output_tokens",
@@ -127,8 +128,8 @@ EXPECTED = {
     "status": {"key", "value", "updated_at"},
 }
 
-
-MIGRATIONS = ["001_initial", "002_core_proposal_lifecycle"]
+# Every migration in declaration order; each new one is appended (and named after its branch).
+MIGRATIONS = ["001_initial", "002_core_proposal_lifecycle", "003_notifications", "004_llm_calls_codex_version"]
 
 
 def test_a_first_release_database_upgrades_keeping_its_proposals(tmp_path: Path) -> None:

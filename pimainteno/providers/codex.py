@@ -1,60 +1,44 @@
-"""Run the real ``codex exec --json`` CLI in a worktree and read its JSONL events.
+"""Run the real ``codex exec --json`` CLI in a worktree; the `codex` provider.
 
-Success is decided from the events (a ``turn.completed`` and no ``turn.failed``), never from the
-exit code: codex can exit 0 after a failed turn, or 1 after a fine one.
+Every run is a bounded process group (`procs.run`), gets a closed stdin, runs with analytics off
+unless ``[llm] analytics`` is on, and is watched by a guard on the main repository's `.git`: a run
+that changed `.git/config`, hooks, `info/` or refs fails and the change is undone.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import logging
 import os
-import queue
 import re
 import shutil
-import signal
-import subprocess
-import threading
-import time
-from collections import deque
-from dataclasses import dataclass, field
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from pimainteno import git, procs
 from pimainteno.config import LLMConfig
 from pimainteno.errors import InputError, ToolError
+from pimainteno.providers.call import Call
+from pimainteno.providers.codex_events import DOCTOR_HINT, Events, one_line, text
+from pimainteno.providers.prompts import COMMIT_PROMPT, PATCH_ANSWER, SUMMARY_PROMPT, clean_subject
 
 log = logging.getLogger("pimainteno")
 
-KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 _INSTALL = "install it with `npm install -g @openai/codex` or set [llm] codex = PATH"
 # API keys meant for OpenAI; codex 0.169's built-in provider reads CODEX_API_KEY, not OPENAI_API_KEY.
 _OPENAI_KEY_ENVS = ("OPENAI_API_KEY", "CODEX_API_KEY")
-
-
-@dataclass(frozen=True)
-class Usage:
-    input_tokens: int = 0
-    cached_input_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_output_tokens: int = 0
-
-
-@dataclass
-class CodexResult:
-    ok: bool = False
-    final_message: str = ""
-    messages: list[str] = field(default_factory=list)
-    commands: list[dict[str, Any]] = field(default_factory=list)  # command, exit_code, status
-    file_changes: list[str] = field(default_factory=list)
-    thread_id: str | None = None
-    usage: Usage = field(default_factory=Usage)
-    error: str | None = None
-    exit_status: int | None = None
-    timed_out: bool = False
-    duration_s: float = 0.0
-    raw_stderr_tail: str = ""
+TESTED_VERSIONS = ("0.169.0", "0.171.0")  # the oldest and newest codex the tests ran against
+# The patch run's final message: codex passes this schema to the model (--output-schema).
+PATCH_SCHEMA = {
+    "type": "object",
+    "properties": {"commit_subject": {"type": "string"}, "explanation": {"type": "string"}},
+    "required": ["commit_subject", "explanation"],
+    "additionalProperties": False,
+}
+_TMP_HOME = "Refusing to create helper binaries under temporary dir"
+_TMP_HOME_FIX = "CODEX_HOME is under a temporary directory: point it elsewhere (e.g. ~/.codex or /var/tmp)"
 
 
 # --- argv ---------------------------------------------------------------------------------------
@@ -81,18 +65,25 @@ def toml_value(value: Any, where: str = "value") -> str:
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 
-def _toml_string(text: str) -> str:
+def _toml_string(s: str) -> str:
     def esc(ch: str) -> str:
         return _ESCAPES.get(ch) or (f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch)
 
-    return '"' + "".join(map(esc, text)) + '"'
+    return '"' + "".join(map(esc, s)) + '"'
 
 
 def _toml_key(key: str) -> str:
     return key if _BARE_KEY.match(key) else _toml_string(key)
 
 
-def build_argv(llm: LLMConfig, worktree: Path, prompt: str, *, writable: bool) -> list[str]:
+def startup_options(llm: LLMConfig) -> list[str]:
+    """`-c` overrides for a headless run: no analytics unless asked (5.4 s saved per run offline)."""
+    return [] if getattr(llm, "analytics", False) else ["-c", "analytics.enabled=false"]
+
+
+def build_argv(
+    llm: LLMConfig, worktree: Path, prompt: str, *, writable: bool, output_schema: Path | None = None
+) -> list[str]:
     """The ``codex exec --json`` command line; the prompt goes last, after ``--``."""
     if prompt.strip() in ("", "-"):
         raise InputError("the prompt for codex is empty")  # "-" would make codex read stdin
@@ -100,6 +91,9 @@ def build_argv(llm: LLMConfig, worktree: Path, prompt: str, *, writable: bool) -
     argv += ["--sandbox", "workspace-write" if writable else "read-only", "--skip-git-repo-check", "--ephemeral"]
     if llm.model:
         argv += ["-m", llm.model]
+    if output_schema is not None:
+        argv += ["--output-schema", str(output_schema)]
+    argv += startup_options(llm)  # before the user's options, which may override them
     for key, value in llm.options.items():
         argv += ["-c", f"{key}={toml_value(value, key)}"]
     argv += list(llm.extra_args)
@@ -122,6 +116,38 @@ def find_codex(llm: LLMConfig) -> str:
     return found
 
 
+# --- version ------------------------------------------------------------------------------------
+
+
+@functools.cache
+def codex_version(executable: str) -> str | None:
+    """`codex --version` as "0.169.0", read once per process and executable; None if unreadable."""
+    done = procs.run([executable, "--version"], timeout=15)
+    found = re.search(r"(\d+\.\d+\.\d+\S*)", text(done.stdout)) if done.ok else None
+    return found.group(1) if found else None
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version.split("-")[0])[:3])
+
+
+def version_warning(llm: LLMConfig) -> str | None:
+    """One line for `status`/`doctor` when the codex in use is outside the tested range, else None."""
+    try:
+        version = codex_version(find_codex(llm))
+    except ToolError:
+        return None  # a missing codex is reported by whoever needs it
+    oldest, newest = TESTED_VERSIONS
+    if version is None:
+        return f"could not read `{llm.codex} --version`; pimainteno is tested with codex {oldest} to {newest}"
+    if _version_key(oldest) <= _version_key(version) <= _version_key(newest):
+        return None
+    return (
+        f"codex {version} is outside the range pimainteno is tested with ({oldest} to {newest}); "
+        f"if runs misbehave, install @openai/codex@{newest}"
+    )
+
+
 # --- running ------------------------------------------------------------------------------------
 
 
@@ -134,10 +160,10 @@ def run_codex(
     timeout: float | None = None,
     env_extra: dict[str, str] | None = None,
     codex_home: Path | None = None,
-) -> CodexResult:
+    output_schema: dict[str, Any] | None = None,
+) -> Call:
     """Run codex once in ``worktree``; never raises for a failed run, only for a missing codex."""
-    argv = build_argv(llm, worktree, prompt, writable=writable)
-    argv[0] = find_codex(llm)
+    executable = find_codex(llm)
     if not Path(worktree).is_dir():
         raise InputError(f"worktree {worktree} is not a directory")
     env = {**os.environ, **(env_extra or {})}
@@ -148,204 +174,66 @@ def run_codex(
         if llm.api_key_env in _OPENAI_KEY_ENVS:
             env["CODEX_API_KEY"] = llm.api_key
     limit = llm.timeout if timeout is None else timeout
-    log.info("codex: running in %s (%s, timeout %gs)", worktree, "writable" if writable else "read-only", limit)
-    started = time.monotonic()
+    version = codex_version(executable)
+    log.info("codex %s: running in %s (%s, timeout %gs)", version or "?", worktree,
+             "writable" if writable else "read-only", limit)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="pimainteno-codex-") as scratch:
+        schema = None
+        if output_schema is not None:
+            schema = Path(scratch) / "schema.json"
+            schema.write_text(json.dumps(output_schema))
+        argv = build_argv(llm, worktree, prompt, writable=writable, output_schema=schema)
+        argv[0] = executable
+        events = Events(worktree)
+        done = procs.run(argv, timeout=limit, cwd=worktree, env=env, on_line=events.feed)
+    if done.error:
+        raise ToolError(f"cannot run codex ({executable}): {done.error}")
+    stderr = text(done.stderr)[-2000:]
+    call = events.result()
+    call.exit_status, call.duration_s, call.stderr_tail = done.returncode, round(done.duration_s, 3), stderr
+    call.model, call.codex_version, call.prompt_bytes = llm.model, version, len(prompt.encode())
+    if done.timed_out:
+        call.outcome, call.error = "timeout", f"codex timed out after {limit:g}s"
+    elif not events.seen:
+        call.outcome = "failed"
+        call.error = f"codex output was not codex JSON (is {executable} the codex CLI?): {_last_line(stderr)}"
+    elif not call.ok and call.error is None:
+        call.error = f"codex ended without completing a turn (exit {done.returncode}): {_last_line(stderr)}"
+    if _TMP_HOME in stderr and shutil.which("bwrap", path=env.get("PATH")):
+        # With the system bwrap, codex needs a helper in CODEX_HOME: every sandboxed command fails
+        # (sometimes without a command event), whatever the model's final message claims.
+        if call.ok:
+            call.outcome = "failed"
+            call.error = f"codex could not set up its sandbox: {_line_with(stderr, _TMP_HOME)}; {DOCTOR_HINT}"
+        call.error = f"{call.error}; {_TMP_HOME_FIX}"
+    log.info("codex: %s in %.1fs", "done" if call.ok else f"failed: {call.error}", call.duration_s)
+    return call
+
+
+def _line_with(s: str, needle: str) -> str:
+    return one_line(next(ln for ln in s.splitlines() if needle in ln))[:300]
+
+
+def _last_line(s: str) -> str:
+    useful = [ln.strip() for ln in s.splitlines() if ln.strip() and not ln.startswith("Reading additional input")]
+    return one_line(useful[-1])[:300] if useful else "no output on stderr"
+
+
+def structured_answer(call: Call) -> Call:
+    """Read a patch run's structured final message into `commit_subject` and `text` (the explanation).
+
+    A missing or malformed answer leaves `commit_subject` None and the message as it was.
+    """
     try:
-        proc = subprocess.Popen(
-            argv, cwd=worktree, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, start_new_session=True,
-        )  # fmt: skip
-    except OSError as e:
-        raise ToolError(f"cannot run codex ({argv[0]}): {e.strerror or e}") from None
-
-    lines: queue.Queue[bytes | None] = queue.Queue()
-    stderr_tail: deque[bytes | None] = deque(maxlen=40)
-    readers = [
-        threading.Thread(target=_pump, args=(proc.stdout, lines.put), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, stderr_tail.append), daemon=True),
-    ]
-    for t in readers:
-        t.start()
-
-    state = _Events(worktree)
-    deadline = started + limit
-    timed_out = False
-    while True:
-        try:
-            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            timed_out = True
-            log.warning("codex: no result after %gs, stopping it", limit)
-            break
-        if line is None:
-            break
-        state.feed(line)
-    _stop(proc, timed_out)
-    for t in readers:
-        t.join(timeout=KILL_GRACE)  # a descendant that escaped the kill may hold a pipe open
-    while not lines.empty():  # events that arrived while it was being stopped
-        line = lines.get_nowait()
-        if line is not None:
-            state.feed(line)
-
-    tail = _text(b"".join(b for b in stderr_tail if b))[-2000:]
-    result = state.result()
-    result.exit_status = proc.returncode
-    result.timed_out = timed_out
-    result.duration_s = round(time.monotonic() - started, 3)
-    result.raw_stderr_tail = tail
-    if timed_out:
-        result.ok = False
-        result.error = f"codex timed out after {limit:g}s"
-    elif not state.seen:
-        result.error = f"codex output was not codex JSON (is {argv[0]} the codex CLI?): {_last_line(tail)}"
-    elif not result.ok and result.error is None:
-        result.error = f"codex ended without completing a turn (exit {proc.returncode}): {_last_line(tail)}"
-    log.info("codex: %s in %.1fs", "done" if result.ok else f"failed: {result.error}", result.duration_s)
-    return result
-
-
-def _pump(stream: Any, put: Any) -> None:
-    try:
-        for line in iter(stream.readline, b""):
-            put(line)
-    except (OSError, ValueError):
-        pass
-    finally:
-        put(None)
-
-
-def _text(line: bytes) -> str:
-    return line.decode("utf-8", "replace")
-
-
-def _last_line(text: str) -> str:
-    useful = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Reading additional input")]
-    return useful[-1][:300] if useful else "no output on stderr"
-
-
-def _one_line(text: str) -> str:
-    """codex sometimes relays a server's JSON error body verbatim; keep its message, on one line."""
-    try:
-        data = json.loads(text)
-        text = data["error"]["message"] if isinstance(data.get("error"), dict) else data.get("message", text)
-    except (ValueError, TypeError, KeyError, AttributeError):
-        pass
-    return " ".join(str(text).split())[:500]
-
-
-class _Events:
-    """Folds the JSONL event stream into a CodexResult."""
-
-    def __init__(self, worktree: Path) -> None:
-        self.roots = {str(worktree), str(Path(worktree).resolve())}
-        self.seen = False
-        self.completed = False
-        self.failed: str | None = None
-        self.last_error: str | None = None
-        self.res = CodexResult()
-
-    def feed(self, raw: bytes) -> None:
-        try:
-            event = json.loads(raw)
-        except ValueError:
-            log.debug("codex: ignoring non-JSON output: %s", _text(raw).strip()[:200])
-            return
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            return
-        self.seen = True
-        kind = event["type"]
-        log.debug("codex event: %s", kind)
-        if kind == "thread.started":
-            self.res.thread_id = event.get("thread_id")
-        elif kind == "turn.completed":
-            self.completed = True
-            u = event.get("usage") or {}
-            self.res.usage = Usage(**{k: int(u.get(k) or 0) for k in Usage.__dataclass_fields__})
-        elif kind == "turn.failed":
-            err = event.get("error")
-            self.failed = _one_line((err.get("message") if isinstance(err, dict) else err) or "turn failed")
-        elif kind == "error":
-            self.last_error = _one_line(event.get("message") or "error")
-            log.warning("codex: %s", self.last_error)
-        elif kind in ("item.started", "item.completed") and isinstance(event.get("item"), dict):
-            self._item(kind, event["item"])
-
-    def _item(self, kind: str, item: dict[str, Any]) -> None:
-        itype = item.get("type") or item.get("item_type")
-        done = kind == "item.completed"
-        if itype in ("agent_message", "assistant_message") and done:
-            self.res.messages.append(str(item.get("text") or ""))
-        elif itype == "command_execution":
-            if not done:
-                log.info("codex runs: %s", item.get("command"))
-                return
-            cmd = {k: item.get(k) for k in ("command", "exit_code", "status")}
-            self.res.commands.append(cmd)
-            log.info("codex ran (exit %s, %s): %s", cmd["exit_code"], cmd["status"], cmd["command"])
-        elif itype == "file_change" and done:
-            for change in item.get("changes") or []:
-                path = str((change.get("path") if isinstance(change, dict) else change) or "")
-                for root in self.roots:  # codex reports absolute paths; keep them relative to the worktree
-                    if path.startswith(root + os.sep):
-                        path = path[len(root) + 1 :]
-                if path and path not in self.res.file_changes:
-                    self.res.file_changes.append(path)
-                    log.info("codex changed: %s", path)
-        elif itype == "error" and done:
-            log.info("codex notice: %s", item.get("message"))
-
-    def result(self) -> CodexResult:
-        res = self.res
-        res.final_message = res.messages[-1] if res.messages else ""
-        res.ok = self.completed and self.failed is None
-        if self.failed is not None:
-            res.error = self.failed
-        elif not self.completed and self.last_error:
-            res.error = self.last_error
-        return res
-
-
-def _stop(proc: subprocess.Popen[bytes], timed_out: bool) -> None:
-    """Wait for codex; on timeout end its process group and descendants (TERM, then KILL)."""
-    if not timed_out:
-        try:
-            proc.wait(timeout=KILL_GRACE * 5)
-        except subprocess.TimeoutExpired:
-            timed_out = True  # stdout closed but codex lingers: treat like a timeout
-    if timed_out:
-        # codex runs tool commands in sandboxes with their own sessions, outside our group.
-        pids = _descendants(proc.pid)
-        _signal(proc.pid, pids, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=KILL_GRACE)
-        _signal(proc.pid, pids, signal.SIGKILL)
-    else:
-        _signal(proc.pid, [], signal.SIGKILL)  # background commands left in codex's group
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=KILL_GRACE)  # returncode stays None if even SIGKILL could not end it
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        kids = children.get(todo.pop(), [])
-        found += kids
-        todo += kids
-    return found
-
-
-def _signal(pgid: int, pids: list[int], sig: signal.Signals) -> None:
-    for send, target in [(os.killpg, pgid)] + [(os.kill, p) for p in pids]:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            send(target, sig)
+        answer = json.loads(call.text)
+    except ValueError:
+        return call
+    if isinstance(answer, dict):
+        subject = answer.get("commit_subject")
+        call.commit_subject = clean_subject(subject) if isinstance(subject, str) else None
+        if isinstance(answer.get("explanation"), str):
+            call.text = answer["explanation"]
+    return call
 
 
 # --- the provider --------------------------------------------------------------------------------
@@ -359,41 +247,25 @@ class CodexProvider:
     def __init__(self, llm: LLMConfig):
         self.llm = llm
 
-    def _call(self, worktree: Path, prompt: str, *, writable: bool) -> Any:
-        from pimainteno.providers.base import Call
+    def _call(self, project: Any, worktree: Path, prompt: str, *, writable: bool, schema: Any = None) -> Call:
+        """One guarded run: a change to the main repository's `.git` fails it and is undone."""
+        guard = git.GitDirGuard(worktree)
+        call = run_codex(self.llm, worktree, prompt, writable=writable, output_schema=schema)
+        changed = guard.restore()
+        if changed:
+            call.outcome = "failed"
+            call.error = f"the model changed {git.describe_changes(changed)} of {project.name}; restored it"
+            log.error("%s: %s", project.name, call.error)
+        elif call.timed_out:
+            call.error = f"codex timed out after {self.llm.timeout:g}s and was stopped"
+        return call
 
-        result = run_codex(self.llm, worktree, prompt, writable=writable)
-        u = result.usage
-        outcome = "ok" if result.ok else "timeout" if result.timed_out else "failed"
-        error = None if result.ok else (result.error or "codex failed")
-        if result.timed_out:
-            error = f"codex timed out after {self.llm.timeout:g}s and was stopped"
-        return Call(
-            outcome=outcome,
-            text=result.final_message,
-            error=error,
-            exit_status=result.exit_status,
-            thread_id=result.thread_id,
-            model=self.llm.model,
-            usage={
-                "input_tokens": u.input_tokens,
-                "cached_tokens": u.cached_input_tokens,
-                "output_tokens": u.output_tokens,
-                "reasoning_tokens": u.reasoning_output_tokens,
-            },
-            prompt_bytes=len(prompt.encode()),
-        )
+    def summarize(self, project: Any, worktree: Path) -> Call:
+        return self._call(project, worktree, SUMMARY_PROMPT, writable=False)
 
-    def summarize(self, project: Any, worktree: Path) -> Any:
-        from pimainteno.providers.base import SUMMARY_PROMPT
+    def propose(self, project: Any, worktree: Path, prompt: str) -> Call:
+        call = self._call(project, worktree, prompt + PATCH_ANSWER, writable=True, schema=PATCH_SCHEMA)
+        return structured_answer(call) if call.ok else call
 
-        return self._call(worktree, SUMMARY_PROMPT, writable=False)
-
-    def propose(self, project: Any, worktree: Path, prompt: str) -> Any:
-        return self._call(worktree, prompt, writable=True)
-
-    def commit_message(self, project: Any, worktree: Path, diff: str) -> Any:
-        from pimainteno.procs import tail
-        from pimainteno.providers.base import COMMIT_PROMPT
-
-        return self._call(worktree, COMMIT_PROMPT + tail(diff, 16_000), writable=False)
+    def commit_message(self, project: Any, worktree: Path, diff: str) -> Call:
+        return self._call(project, worktree, COMMIT_PROMPT + procs.tail(diff, 16_000), writable=False)

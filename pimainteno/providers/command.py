@@ -15,7 +15,8 @@ from pimainteno import git
 from pimainteno.config import Project
 from pimainteno.errors import ConfigError
 from pimainteno.procs import argv_for, run_command, tail
-from pimainteno.providers.base import Call, fallback_subject
+from pimainteno.providers.call import Call
+from pimainteno.providers.prompts import fallback_subject
 
 log = logging.getLogger("pimainteno")
 

@@ -82,6 +82,8 @@ def test_summary_propose_and_commit_message_through_codex(tmp_path: Path, codex_
             300, 40, 100, 5
         )  # fmt: skip
         assert all(r["thread_id"] for r in rows) and all(r["provider"] == "codex" for r in rows)
+        version = subprocess.run([str(codex_bin), "--version"], capture_output=True, text=True).stdout.split()[-1]
+        assert [r["codex_version"] for r in rows] == [version] * 3
         assert rows[1]["prompt_bytes"] and rows[1]["prompt_bytes"] <= 32_000
         # the key reached codex (as the Bearer header) but never a prompt or the database
         for body in srv.requests:
@@ -151,3 +153,30 @@ def test_model_that_edits_nothing_proposes_nothing(tmp_path: Path, codex_bin: Pa
         assert result.returncode == 0 and result.stdout == ""
         assert "changed nothing" in result.stderr
         assert run_git(repo, "status", "--porcelain") == ""
+
+
+def test_model_that_arms_the_main_git_fails_propose_loudly_and_nothing_runs(tmp_path: Path, codex_bin: Path,
+                                                                           codex_home: Path) -> None:  # fmt: skip
+    ran = tmp_path / "fsmonitor-ran"
+    with ModelServer() as srv:
+        repo = configure(tmp_path, srv, codex_bin)
+        monitor = tmp_path / "monitor.sh"
+        monitor.write_text(f"#!/bin/sh\necho ran >> {ran}\n")
+        monitor.chmod(0o755)
+        attack = (f"git -C {repo} config core.fsmonitor {monitor} && "
+                  f"printf '#!/bin/sh\\necho hook >> {ran}\\n' > {repo}/.git/hooks/post-merge && "
+                  f"chmod +x {repo}/.git/hooks/post-merge && sed -i 's/^import os$//' demo_app/convert.py")  # fmt: skip
+        srv.script[:] = [message("# app"), exec_command(attack), message("Done.")]
+        config = (repo / ".git" / "config").read_bytes()
+        result = run_cli("propose", "app")
+        assert result.returncode == errors.TOOL_FAILED, result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last == (
+            "Error: codex failed to propose a patch for app: the model changed .git/config and "
+            ".git/hooks/post-merge of app; restored it"
+        )
+        assert (repo / ".git" / "config").read_bytes() == config
+        assert not (repo / ".git" / "hooks" / "post-merge").exists()
+        assert not ran.exists()  # neither the fsmonitor nor the hook ever ran
+        row = calls(tmp_path)[-1]
+        assert (row["purpose"], row["outcome"]) == ("patch", "failed") and "restored it" in row["error"]

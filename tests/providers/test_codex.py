@@ -14,7 +14,8 @@ import pytest
 
 from pimainteno.config import LLMConfig
 from pimainteno.errors import InputError, ToolError
-from pimainteno.providers.codex import CodexResult, Usage, build_argv, run_codex
+from pimainteno.providers.call import Call
+from pimainteno.providers.codex import build_argv, run_codex
 from tests.conftest import GIT_ENV
 from tests.modelserver import MODEL, drop, exec_command, failed, garbage, hang, http_error, message, tokens
 
@@ -89,11 +90,10 @@ def test_summary_message_with_token_usage(run, repo: Path):
         writable=False,
     )
     assert result.ok, result.error
-    assert result.final_message == "A tiny app that greets."
+    assert result.text == "A tiny app that greets."
     assert result.messages == ["A tiny app that greets."]
-    assert result.usage == Usage(
-        input_tokens=1234, cached_input_tokens=200, output_tokens=56, reasoning_output_tokens=7
-    )
+    assert result.usage == {"input_tokens": 1234, "cached_tokens": 200, "output_tokens": 56, "reasoning_tokens": 7}
+    assert result.codex_version and result.codex_version[0].isdigit()
     assert result.thread_id and result.error is None and result.exit_status == 0 and not result.timed_out
     assert result.commands == [] and result.file_changes == []
     assert len(srv.requests) == 1
@@ -115,11 +115,11 @@ def test_exec_command_edits_the_worktree(run, repo: Path):
     diff = git(repo, "diff")
     assert "-GREETING = 'hello'" in diff and "+GREETING = 'goodbye'" in diff
     assert (repo / "tool.py").read_text() == "print(1)\n"
-    assert result.messages == ["Editing app.py.", "Done."] and result.final_message == "Done."
+    assert result.messages == ["Editing app.py.", "Done."] and result.text == "Done."
     [command] = result.commands
     assert "sed -i" in command["command"] and command["exit_code"] == 0 and command["status"] == "completed"
     # usage in turn.completed is the running total over both model requests
-    assert (result.usage.input_tokens, result.usage.output_tokens) == (400, 60)
+    assert (result.usage["input_tokens"], result.usage["output_tokens"]) == (400, 60)
     # codex sent the command's output back to the model
     outputs = [i for i in srv.requests[1]["input"] if i.get("type") == "function_call_output"]
     assert len(outputs) == 1 and "edited" in outputs[0]["output"]
@@ -251,8 +251,8 @@ def test_success_is_decided_by_events_and_old_or_unknown_events_are_tolerated(tm
     result = run_codex(LLMConfig(codex=fake_codex(tmp_path, f"echo noise\n{lines}exit 3\n")), tmp_path, "hi",
                        writable=False, timeout=10)  # fmt: skip
     assert result.ok and result.exit_status == 3
-    assert result.final_message == "old style" and result.thread_id == "t-1"
-    assert result.usage == Usage(input_tokens=5, output_tokens=2)
+    assert result.text == "old style" and result.thread_id == "t-1"
+    assert result.usage == {"input_tokens": 5, "cached_tokens": 0, "output_tokens": 2, "reasoning_tokens": 0}
 
     failed_turn = {"type": "turn.failed", "error": {"message": "quota\n  exceeded"}}
     body = emit(events[0]) + emit(failed_turn) + "exit 0\n"
@@ -271,7 +271,7 @@ def test_environment_carries_key_and_home_and_stdin_is_closed(tmp_path: Path):
     )
     llm = LLMConfig(codex=fake_codex(tmp_path, body), api_key="sk-secret-42", model="m1", timeout=10)
     result = run_codex(llm, tmp_path, "do it", writable=True, codex_home=tmp_path / "ch", env_extra={"EXTRA": "1"})
-    assert isinstance(result, CodexResult) and result.ok
+    assert isinstance(result, Call) and result.ok
     env = dict(line.split("=", 1) for line in Path(f"{out}.env").read_text().splitlines() if "=" in line)
     assert env["OPENAI_API_KEY"] == env["CODEX_API_KEY"] == "sk-secret-42"
     assert env["CODEX_HOME"] == str(tmp_path / "ch") and env["EXTRA"] == "1"
@@ -293,19 +293,19 @@ def test_build_argv_serialises_options_as_toml(tmp_path: Path):
     llm = LLMConfig(codex="codex", model="gpt-x", options=options, extra_args=("--color", "never"))
     argv = build_argv(llm, tmp_path, "-starts with a dash", writable=True)
     head = ["codex", "exec", "--json", "-C", str(tmp_path), "--sandbox", "workspace-write", "--skip-git-repo-check",
-            "--ephemeral", "-m", "gpt-x"]  # fmt: skip
+            "--ephemeral", "-m", "gpt-x", "-c", "analytics.enabled=false"]  # fmt: skip
     assert argv[: len(head)] == head
     assert argv[-4:] == ["--color", "never", "--", "-starts with a dash"]
     overrides = [argv[i + 1] for i, a in enumerate(argv) if a == "-c"]
-    assert len(overrides) == len(options)
+    assert overrides[0] == "analytics.enabled=false" and len(overrides) == len(options) + 1
     assert 'model_providers={pimtest = {name = "pim test", base_url = "http://h/v1", retries = 0, "odd key" = true}}' in overrides  # fmt: skip
-    for text in overrides:  # each is `key=value` with value valid TOML that reads back the same
+    for text in overrides[1:]:  # each is `key=value` with value valid TOML that reads back the same
         key, value = text.split("=", 1)
         assert tomllib.loads(f"v = {value}")["v"] == options[key]
 
     read_only = build_argv(LLMConfig(codex="codex"), tmp_path, "p", writable=False)
     assert read_only == ["codex", "exec", "--json", "-C", str(tmp_path), "--sandbox", "read-only",
-                         "--skip-git-repo-check", "--ephemeral", "--", "p"]  # fmt: skip
+                         "--skip-git-repo-check", "--ephemeral", "-c", "analytics.enabled=false", "--", "p"]  # fmt: skip
 
 
 @pytest.mark.parametrize("options", [{"x": None}, {"x": {"y": object()}}])
