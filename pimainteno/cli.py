@@ -341,7 +341,9 @@ def heal(app: App, unit: str, json_: bool) -> None:
 @cli.command("install-systemd")
 @click.option("--user", "user_mode", is_flag=True, help="User units for the user manager (systemctl --user).")
 @click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR", help="Write units here.")
-@click.option("--enable", is_flag=True, help="Also reload systemd, enable and start the path unit, timers, watch and dashboard.")
+@click.option(
+    "--enable", is_flag=True, help="Also reload systemd, enable and start the path unit, timers, watch and dashboard."
+)
 @click.option("--force", is_flag=True, help="Replace units that another configuration file rendered.")
 @json_option
 @click.pass_obj

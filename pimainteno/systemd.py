@@ -12,6 +12,7 @@ holds the GIL, so we ``select()``. A crashing ``Restart=`` unit is ``activating`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import errno
 import json
@@ -54,6 +55,9 @@ class RestartResult:
     duration_s: float
     invocation_id: str = ""  # the run after the restart: journal_excerpt(invocation_id=...)
     job_result: str = ""  # done, failed, canceled, dependency...; "" when it did not finish in time
+    # systemd refused the start itself (its start limit), even after ResetFailed: the unit never
+    # ran the new code, so this says nothing about a change: not "unhealthy", not a reason to revert.
+    start_limited: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,10 +143,11 @@ class _Bus:
             lost = code in LOST and not getattr(exc, "err_name", "")
             raise (BusLost if lost else ToolError)(f"systemd D-Bus call failed while {doing}: {message}") from None
 
-    def call(self, method: bytes, signature: bytes = b"", *args: Any) -> Any:
+    def call(self, method: bytes, signature: bytes = b"", *args: Any, path: bytes = MANAGER_PATH) -> Any:
+        interface = MANAGER if path == MANAGER_PATH else UNIT  # the manager's methods, or a unit's
         with self._guard(f"calling {method.decode()}{tuple(_text(a) for a in args)}"):
             call_args = self._apply_signature(signature, list(args))
-            return self._bus.call_method(DEST, MANAGER_PATH, MANAGER, method, call_args).body
+            return self._bus.call_method(DEST, path, interface, method, call_args).body
 
     def get(self, path: bytes, interface: bytes, name: str, signature: bytes) -> Any:
         with self._guard(f"reading {name}"):
@@ -202,10 +207,27 @@ def _describe(unit: str, state: dict[str, Any]) -> str:
     return f"{unit} is {state['ActiveState']} ({state['SubState']}){extra}"
 
 
+def refused_by_start_limit(job_result: str, state: dict[str, Any], invocation_before: str) -> bool:
+    """Whether a finished start/restart job was refused by the unit's start limit: it failed without
+    a new run of the unit. (systemd 252 logs "Start request repeated too quickly" but keeps the
+    Result of the failure before, e.g. exit-code; later versions say start-limit-hit.)"""
+    if job_result != "failed":
+        return False
+    return state["Result"] == "start-limit-hit" or state["InvocationID"] == invocation_before
+
+
+def _start_limit(bus: _Bus, path: bytes) -> str:
+    burst = int(bus.get(path, UNIT, "StartLimitBurst", b"u") or 0)
+    interval = int(bus.get(path, UNIT, "StartLimitIntervalUSec", b"t") or 0) / 1e6
+    return f"StartLimitBurst={burst} starts within StartLimitIntervalSec={interval:g}s"
+
+
 def restart_and_wait(unit: str, *, user: bool = False, timeout: float = 90, settle: float = 10) -> RestartResult:
-    """Restart ``unit``; healthy if the job finished ``done`` within ``timeout`` s and the unit then
-    stayed ``active`` (same invocation) for ``settle`` s, or, for a oneshot, ended with Result
-    ``success``. Unhealthy as soon as it leaves ``active``. ToolError if missing or refused."""
+    """Reset ``unit``'s failed state and start-limit counter (Unit.ResetFailed), then restart it;
+    healthy if the job finished ``done`` within ``timeout`` s and the unit then stayed ``active``
+    (same invocation) for ``settle`` s, or, for a oneshot, ended with Result ``success``. Unhealthy
+    as soon as it leaves ``active``; ``start_limited`` when systemd still refused the start.
+    ToolError if missing or refused otherwise."""
     started = time.monotonic()
     signals: Signals = []
     with contextlib.closing(_Bus(user)) as bus:
@@ -215,6 +237,10 @@ def restart_and_wait(unit: str, *, user: bool = False, timeout: float = 90, sett
             raise ToolError(f"systemd has no unit {unit}")
         bus.match(MANAGER_PATH, MANAGER, b"JobRemoved", _recorder(signals, "job"))
         bus.match(path, PROPERTIES, b"PropertiesChanged", _recorder(signals, "unit"))
+        # A unit that crash-looped (Restart=) may have used up its start limit: a restart would
+        # be refused ("Start request repeated too quickly") and a good fix judged unhealthy.
+        invocation_before = _text(bus.get(path, UNIT, "InvocationID", b"ay"))
+        bus.call(b"ResetFailed", path=path)  # the unit's own method: the manager's needs it loaded
         job = bytes(bus.call(b"RestartUnit", b"ss", unit, "replace"))
         job_result = ""  # from JobRemoved (id, job, unit, result), matched before the call: never missed
         while not job_result and (left := started + timeout - time.monotonic()) > 0:
@@ -229,6 +255,11 @@ def restart_and_wait(unit: str, *, user: bool = False, timeout: float = 90, sett
 
         if not job_result:
             return result(False, f"the restart did not finish within {timeout:g}s: {_describe(unit, state)}")
+        if refused_by_start_limit(job_result, state, invocation_before):
+            why = (
+                f"systemd refused to start {unit} (start-limit-hit: {_start_limit(bus, path)}), even after resetting it"
+            )
+            return dataclasses.replace(result(False, why), start_limited=True)
         if state["Type"] == "oneshot":
             healthy = job_result == "done" and state["Result"] == "success"
             return result(healthy, f"{_describe(unit, state)} (oneshot, job {job_result})")
@@ -321,11 +352,13 @@ def watch_failures(
     stop_after: float | None = None,
     heartbeat: Callable[[], None] | None = None,
     heartbeat_every: float = 5.0,
+    on_listening: Callable[[], None] | None = None,
 ) -> None:
     """Call ``on_failure`` within milliseconds (PropertiesChanged) when one of ``units`` (existing
     or not yet) enters ``failed``; on connecting, a sweep reports units already failed
     (``swept=True``). Each (unit, invocation, result) is reported once. Reconnects with backoff if
-    the bus goes away; ``heartbeat`` runs every ``heartbeat_every`` s while connected; returns after
+    the bus goes away; ``on_listening`` runs once per connection as soon as the matches are in place
+    and the sweep is done; ``heartbeat`` runs every ``heartbeat_every`` s while connected; returns after
     ``stop_after`` s. Exceptions from the callbacks propagate; ToolError if never connected."""
     deadline = None if stop_after is None else time.monotonic() + stop_after
     reported: dict[str, tuple[str, str]] = {}
@@ -348,6 +381,8 @@ def watch_failures(
             bus.match(path, PROPERTIES, b"PropertiesChanged", _recorder(signals, unit))
         for unit, path in paths.items():  # the sweep, after the matches: no failure falls in between
             report(unit, time.monotonic(), _read_state(bus, path, unit), swept=True)
+        if on_listening is not None:
+            on_listening()
         # systemd signals the type-specific properties (Result, ExecMain*) just before the Unit ones.
         typed: dict[str, dict[str, Any]] = {unit: {} for unit in units}
         next_beat = time.monotonic() + heartbeat_every

@@ -169,6 +169,41 @@ def test_restart_oneshot(
     assert got["duration_s"] < 2  # no settle time for a oneshot
 
 
+def test_restart_resets_the_start_limit_and_tells_it_from_a_crash(systemd_sandbox: SystemdSandbox) -> None:
+    flag = "/run/pm-limited-fixed"  # the sandbox's private /run
+    unit = (
+        f"[Service]\nExecStart=/bin/sh -c 'test -e {flag} || exit 1; exec sleep infinity'\n"
+        "Restart=on-failure\nRestartSec=100ms\n"
+    )
+    systemd_sandbox.write_unit("pm-limited.service", unit)
+    systemd_sandbox.systemctl("start", "pm-limited.service", check=False)
+    deadline = time.monotonic() + 20  # 5 starts in 10 s (the default), then systemd gives up: failed
+    while systemd_sandbox.systemctl("is-failed", "--quiet", "pm-limited.service", check=False).returncode != 0:
+        assert time.monotonic() < deadline, "pm-limited.service never hit its start limit"
+        time.sleep(0.05)
+    refused = systemd_sandbox.systemctl("start", "pm-limited.service", check=False)  # what a plain start gets
+    journal = systemd_sandbox.run(["journalctl", "-u", "pm-limited.service", "-o", "cat"]).stdout
+    assert refused.returncode == 1 and journal.count("Start request repeated too quickly") == 2, journal
+    # Still broken: the restart is not refused (the counter was reset), the unit crashes again:
+    # unhealthy, and not "start-limited" even though it ends at its start limit once more.
+    broken = inside(systemd_sandbox, RESTART, "pm-limited.service", "3")
+    assert (broken["healthy"], broken["start_limited"], broken["job_result"]) == (False, False, "done"), broken
+    systemd_sandbox.run(["touch", flag])
+    fixed = inside(systemd_sandbox, RESTART, "pm-limited.service", "1")
+    assert (fixed["healthy"], fixed["start_limited"], fixed["active_state"]) == (True, False, "active"), fixed
+    systemd_sandbox.systemctl("stop", "pm-limited.service")
+
+
+def test_a_start_refused_by_the_start_limit_is_told_apart() -> None:
+    from pimainteno.systemd import refused_by_start_limit
+
+    before = "0f" * 16
+    assert refused_by_start_limit("failed", {"Result": "start-limit-hit", "InvocationID": "1a" * 16}, before)
+    assert refused_by_start_limit("failed", {"Result": "exit-code", "InvocationID": before}, before)  # systemd 252
+    assert not refused_by_start_limit("done", {"Result": "start-limit-hit", "InvocationID": before}, before)
+    assert not refused_by_start_limit("failed", {"Result": "exit-code", "InvocationID": "1a" * 16}, before)  # it ran
+
+
 def test_restart_missing_unit_is_a_tool_error(systemd_sandbox: SystemdSandbox) -> None:
     code = """
     import json
@@ -245,6 +280,21 @@ def test_watch_reconnects_after_daemon_reexec(systemd_sandbox: SystemdSandbox) -
     event = got["events"][-1]
     assert (event["unit"], event["exit_status"], event["swept"]) == ("pm-reexec.service", 7, False)
     assert any("reconnecting" in line for line in got["logged"]), got["logged"]
+
+
+def test_watch_says_it_listens_as_soon_as_the_matches_are_in_place(systemd_sandbox: SystemdSandbox) -> None:
+    code = """
+    import json, time
+    from pimainteno.systemd import watch_failures
+    began, calls = time.monotonic(), []
+    watch_failures(["pm-listen.service"], lambda event: None, stop_after=2, heartbeat_every=60,
+                   heartbeat=lambda: calls.append(("heartbeat", time.monotonic() - began)),
+                   on_listening=lambda: calls.append(("listening", time.monotonic() - began)))
+    print(json.dumps(calls))
+    """
+    calls = inside(systemd_sandbox, code)
+    assert [name for name, _ in calls] == ["listening"]  # once, long before the first heartbeat is due
+    assert calls[0][1] < 1.0
 
 
 def test_journal_excerpt_keeps_the_newest_within_max_bytes(systemd_sandbox: SystemdSandbox) -> None:
