@@ -13,11 +13,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from pimainteno import units
+from pimainteno import procs, units
 from pimainteno.app import App
 from pimainteno.errors import InputError, ToolError
 
@@ -77,14 +76,13 @@ def _stale_drop_ins(unit_dir: Path, keep: set[str], config: str) -> list[Action]
 
 def _systemctl(user: bool, *args: str) -> Action:
     argv = ["systemctl", *(["--user"] if user else []), *args]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise ToolError("systemctl is not installed; is this a systemd machine?") from None
-    except subprocess.TimeoutExpired:
-        raise ToolError(f"{' '.join(argv)} did not finish within 120s") from None
-    if proc.returncode != 0:
-        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+    done = procs.run_command(argv, cwd=Path("/"), timeout=120)  # its own process group, killed at the deadline
+    if done.error is not None:
+        raise ToolError("systemctl is not installed; is this a systemd machine?")
+    if done.timed_out:
+        raise ToolError(f"{' '.join(argv)} did not finish within 120s")
+    if done.exit_status != 0:
+        why = (done.output.strip().splitlines() or [f"exit status {done.exit_status}"])[-1]
         raise ToolError(f"{' '.join(argv)} failed: {why}")
     return Action("ran", " ".join(argv))
 

@@ -18,7 +18,7 @@ import pytest
 
 from pimainteno.app import App
 from pimainteno.errors import InputError
-from pimainteno.units import DROP_IN, UNITS, exec_arg, rendered
+from pimainteno.units import DROP_IN, UNITS, exec_arg, heal_instance, rendered
 from tests.conftest import run_cli, write_config
 from tests.sandbox import REPO, SystemdSandbox
 from tests.systemd.project import make_project, pm, query, wait_for, workdir
@@ -85,6 +85,14 @@ def test_a_newline_in_any_rendered_value_is_refused_naming_its_key(tmp_path: Pat
     assert f"Error: {key} = " in result.stderr or f"PiMainteno.toml: {key}: " in result.stderr, result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "units").exists()
+
+
+@pytest.mark.parametrize(
+    ("unit", "instance"),
+    [("app.service", "%N"), ("my-app@blue.service", "%N"), ("app.v2.service", "%n"), ("app.socket", "%n")],
+)
+def test_the_heal_instance_drops_service_only_where_heal_can_add_it_back(unit: str, instance: str) -> None:
+    assert heal_instance(unit) == instance  # `heal NAME` adds .service to a NAME without a dot
 
 
 def _units(result_stdout: str) -> list[tuple[str, str]]:
@@ -257,11 +265,13 @@ def test_hostile_paths_render_verify_and_reach_systemd_unchanged(systemd_sandbox
 
     result = pm(systemd_sandbox, config, "install-systemd", "--unit-dir", "/run/systemd/system")
     assert result.returncode == 0, result.stderr
-    systemd_sandbox.daemon_reload()
+    systemd_sandbox.write_unit("pm-extra.service", "[Service]\nExecStart=/bin/true\n")  # reloads
     show = systemd_sandbox.systemctl("show", "-p", "ExecStart", "-p", "Environment", "-p", "ReadWritePaths",
                                      "pimainteno-drain.service").stdout  # fmt: skip
     shown = str(config).replace("$", "$$")  # as systemd keeps it: $$ becomes $ when the command runs
     assert f"argv[]={sys.executable} -m pimainteno --config {shown} drain ;" in show
+    on_failure = systemd_sandbox.systemctl("show", "-p", "OnFailure", "pm-extra.service").stdout
+    assert on_failure == "OnFailure=pimainteno-heal@pm-extra.service\n"  # not pm-extra.service.service
     paths = systemd_sandbox.systemctl("show", "-p", "Paths", "pimainteno-drain.path").stdout
     assert paths.strip() == f"Paths={odd / 'state' / 'queue'} (DirectoryNotEmpty)"
     # What the processes got: the configuration, the state directory (Environment=) and, for the
@@ -282,26 +292,37 @@ def test_hostile_paths_render_verify_and_reach_systemd_unchanged(systemd_sandbox
     systemd_sandbox.daemon_reload()
 
 
-@pytest.mark.systemd
-def test_the_dashboard_service_serves_where_web_says(systemd_sandbox: SystemdSandbox, root: Path) -> None:
-    config = make_project(root, extra='[web]\nhost = "127.0.0.1"\nport = 8765\n')
-    result = pm(systemd_sandbox, config, "install-systemd", "--unit-dir", "/run/systemd/system", "--force")
-    assert result.returncode == 0, result.stderr
-    systemd_sandbox.daemon_reload()
-    systemd_sandbox.systemctl("start", "pimainteno-dashboard.service")
+FETCH = """
+import sys, time, urllib.request
+for _ in range(300):
     try:
-        fetch = (
-            "import time, urllib.request\n"
-            "for _ in range(300):\n"
-            "    try:\n"
-            "        print(urllib.request.urlopen('http://127.0.0.1:8765/', timeout=2).status); break\n"
-            "    except OSError:\n"
-            "        time.sleep(0.1)\n"
-        )
-        got = systemd_sandbox.python(fetch, timeout=60)
+        print(urllib.request.urlopen(sys.argv[1], timeout=2).status)
+        break
+    except OSError:
+        time.sleep(0.1)
+"""
+
+
+@pytest.mark.systemd
+def test_enable_starts_the_dashboard_where_web_says_and_stops_it_without_web(
+    systemd_sandbox: SystemdSandbox, root: Path
+) -> None:
+    config = make_project(root, extra='[web]\nhost = "127.0.0.1"\nport = 8765\n')
+    try:
+        result = pm(systemd_sandbox, config, "install-systemd", "--enable")
+        assert result.returncode == 0, result.stderr
+        assert "ran       systemctl enable pimainteno-dashboard.service" in result.stdout.splitlines()
+        got = systemd_sandbox.python(["-c", FETCH, "http://127.0.0.1:8765/"], timeout=60).stdout.strip()
+        journal = systemd_sandbox.run(["journalctl", "-u", "pimainteno-dashboard.service", "-o", "cat"]).stdout
+        assert got == "200", journal
+        assert systemd_sandbox.systemctl("is-active", "pimainteno-dashboard.service").stdout.strip() == "active"
+
+        config.write_text(config.read_text().replace('[web]\nhost = "127.0.0.1"\nport = 8765\n', ""))
+        again = pm(systemd_sandbox, config, "install-systemd", "--enable")
+        assert again.returncode == 0, again.stderr
+        assert "ran       systemctl disable --now pimainteno-dashboard.service" in again.stdout.splitlines()
         state = systemd_sandbox.systemctl("is-active", "pimainteno-dashboard.service", check=False).stdout.strip()
-        assert (got.stdout.strip(), state) == ("200", "active"), systemd_sandbox.run(
-            ["journalctl", "-u", "pimainteno-dashboard.service", "-o", "cat"]
-        ).stdout
+        assert state == "inactive"
     finally:
-        systemd_sandbox.systemctl("stop", "pimainteno-dashboard.service", check=False)
+        units = ["pimainteno-dashboard.service", "pimainteno-drain.path", "pimainteno-run@app.timer"]
+        systemd_sandbox.systemctl("disable", "--now", *units, check=False)
