@@ -6,11 +6,14 @@ sandbox's private /run. Each test uses its own unit names; one sandbox serves th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -295,6 +298,30 @@ def test_watch_says_it_listens_as_soon_as_the_matches_are_in_place(systemd_sandb
     calls = inside(systemd_sandbox, code)
     assert [name for name, _ in calls] == ["listening"]  # once, long before the first heartbeat is due
     assert calls[0][1] < 1.0
+
+
+def test_the_watch_command_says_listening_without_waiting_for_a_heartbeat(
+    systemd_sandbox: SystemdSandbox, tmp_path: Path
+) -> None:
+    config = tmp_path / "PiMainteno.toml"
+    state = tmp_path / "state"
+    config.write_text(f'[state]\ndir = "{state}"\n\n[systemd_monitor]\nunits = ["pm-listen2.service"]\n')
+    argv = ["-m", "pimainteno", "--config", str(config), "watch", "--for", "8"]
+    done: list[subprocess.CompletedProcess[str]] = []
+    began = time.monotonic()
+    watcher = threading.Thread(target=lambda: done.append(systemd_sandbox.python(argv, check=False, timeout=30)))
+    watcher.start()
+    status: list[tuple[str, float]] = []
+    while watcher.is_alive() and not (status and status[-1][0] == "listening"):
+        if (state / "pimainteno.db").exists():
+            with contextlib.closing(sqlite3.connect(state / "pimainteno.db", timeout=5)) as db:
+                rows = db.execute("SELECT value FROM status WHERE key = 'systemd.status'").fetchall()
+            status += [(row[0], time.monotonic() - began) for row in rows]
+        time.sleep(0.02)
+    watcher.join(30)
+    assert done and done[0].returncode == 0, done and done[0].stderr
+    assert status and status[-1][0] == "listening", status
+    assert status[-1][1] < 4  # the heartbeat comes every 5 s: "listening" did not wait for it
 
 
 def test_journal_excerpt_keeps_the_newest_within_max_bytes(systemd_sandbox: SystemdSandbox) -> None:
