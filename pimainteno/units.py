@@ -71,8 +71,7 @@ WORKER_HARDENING = """\
 {common}ProtectSystem=full
 SystemCallFilter=~@clock @cpu-emulation @debug @module @obsolete @raw-io @reboot @swap
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
-CapabilityBoundingSet=CAP_SYS_ADMIN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_CHOWN CAP_SETUID \
-CAP_SETGID CAP_SETPCAP CAP_NET_ADMIN CAP_KILL CAP_SYS_CHROOT
+CapabilityBoundingSet=CAP_SYS_ADMIN CAP_NET_ADMIN CAP_SETFCAP CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER
 """
 # watch, heal and the dashboard only read systemd and the journal and write pimainteno's own files.
 LIGHT_HARDENING = """\

@@ -292,6 +292,43 @@ def test_hostile_paths_render_verify_and_reach_systemd_unchanged(systemd_sandbox
     systemd_sandbox.daemon_reload()
 
 
+CODEX = REPO / ".tools" / "node_modules" / ".bin" / "codex"
+
+
+def _service_settings(text: str) -> list[str]:
+    """The hardening lines of a rendered unit's [Service] section, as `systemd-run -p` arguments."""
+    service = text.split("[Service]\n", 1)[1].split("\n[", 1)[0]
+    keep = ("ExecStart=", "Type=", "User=", "SuccessExitStatus=", "Environment=")
+    return [a for line in service.splitlines() if line and not line.startswith(("#", *keep)) for a in ("-p", line)]
+
+
+@pytest.mark.systemd
+@pytest.mark.skipif(shutil.which("bwrap") is None or not CODEX.exists(), reason="needs bubblewrap and .tools/codex")
+def test_the_worker_hardening_still_runs_bubblewrap_and_codexs_sandbox(
+    systemd_sandbox: SystemdSandbox, root: Path
+) -> None:
+    """What run and drain start inside their unit: the project's tests in bubblewrap (as root: it
+    mounts with CAP_SYS_ADMIN, brings up a private loopback with CAP_NET_ADMIN) and codex's own
+    sandbox (a user namespace mapping root needs CAP_SETFCAP). Each capability was found by removal."""
+    config = make_project(root)
+    staging = root / "staging"
+    assert pm(systemd_sandbox, config, "install-systemd", "--unit-dir", str(staging)).returncode == 0
+    settings = _service_settings((staging / "pimainteno-drain.service").read_text())
+    assert (
+        "CapabilityBoundingSet=CAP_SYS_ADMIN CAP_NET_ADMIN CAP_SETFCAP CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER"
+        in settings
+    )
+    project = root / "demo-app"
+    (root / "codex-home").mkdir()
+    bwrap = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+             "--bind", str(project), str(project), "--chdir", str(project), "--unshare-net", "--die-with-parent",
+             "sh", "-c", "git status --short >/dev/null && echo tests-ran > proof && cat proof"]  # fmt: skip
+    codex = ["env", f"CODEX_HOME={root / 'codex-home'}", str(CODEX), "sandbox", "--", "sh", "-c", "echo codex-ran"]
+    for argv, said in ((bwrap, "tests-ran"), (codex, "codex-ran")):
+        got = systemd_sandbox.run(["systemd-run", "--wait", "--pipe", "--quiet", *settings, *argv], check=False)
+        assert (got.returncode, got.stdout.strip()) == (0, said), got.stderr
+
+
 FETCH = """
 import sys, time, urllib.request
 for _ in range(300):
