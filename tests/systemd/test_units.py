@@ -268,6 +268,7 @@ def test_hostile_paths_render_verify_and_reach_systemd_unchanged(systemd_sandbox
     systemd_sandbox.write_unit("pm-extra.service", "[Service]\nExecStart=/bin/true\n")  # reloads
     show = systemd_sandbox.systemctl("show", "-p", "ExecStart", "-p", "Environment", "-p", "ReadWritePaths",
                                      "pimainteno-drain.service").stdout  # fmt: skip
+    assert f"PYTHONPATH={REPO}" in show  # the services run this checkout (tests/conftest_systemd.py)
     shown = str(config).replace("$", "$$")  # as systemd keeps it: $$ becomes $ when the command runs
     assert f"argv[]={sys.executable} -m pimainteno --config {shown} drain ;" in show
     on_failure = systemd_sandbox.systemctl("show", "-p", "OnFailure", "pm-extra.service").stdout
