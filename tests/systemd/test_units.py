@@ -159,6 +159,14 @@ def test_units_of_another_configuration_are_replaced_only_with_force(tmp_path: P
     )
     assert {p: p.read_text() for p in staging.rglob("*") if p.is_file()} == before
 
+    # a unit rendered before units named their configuration is replaced as before
+    older = tmp_path / "older" / "pimainteno-drain.path"
+    older.parent.mkdir()
+    text = (staging / older.name).read_text()
+    older.write_text("".join(line for line in text.splitlines(True) if "pimainteno-config:" not in line))
+    assert run_cli("install-systemd", "--unit-dir", str(older.parent)).returncode == 0
+    assert f"# pimainteno-config: {mine}\n" in older.read_text()
+
     forced = run_cli("install-systemd", "--unit-dir", str(staging), "--force")
     assert forced.returncode == 0, forced.stderr
     assert f"# pimainteno-config: {mine}\n" in (staging / "pimainteno-drain.service").read_text()
