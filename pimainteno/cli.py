@@ -385,14 +385,17 @@ def heal(app: App, unit: str, json_: bool) -> None:
 @cli.command("install-systemd")
 @click.option("--user", "user_mode", is_flag=True, help="User units for the user manager (systemctl --user).")
 @click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR", help="Write units here.")
-@click.option("--enable", is_flag=True, help="Also reload systemd, enable and start the path unit, timers and watch.")
+@click.option(
+    "--enable", is_flag=True, help="Also reload systemd, enable and start the path unit, timers, watch and dashboard."
+)
+@click.option("--force", is_flag=True, help="Replace units that another configuration file rendered.")
 @json_option
 @click.pass_obj
-def install_systemd(app: App, user_mode: bool, unit_dir: Path | None, enable: bool, json_: bool) -> None:
+def install_systemd(app: App, user_mode: bool, unit_dir: Path | None, enable: bool, force: bool, json_: bool) -> None:
     """Render the systemd units for this configuration and install them."""
     from pimainteno.commands import install_systemd as cmd
 
-    actions = cmd.install_systemd(app, user=user_mode, unit_dir=unit_dir, enable=enable)
+    actions = cmd.install_systemd(app, user=user_mode, unit_dir=unit_dir, enable=enable, force=force)
     if json_:
         print_json([a.__dict__ for a in actions])
         return

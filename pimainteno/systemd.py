@@ -1,5 +1,5 @@
 """systemd over D-Bus (pystemd): restart a unit and check it stays healthy, watch units for
-failures, read a unit's state, cut a journal excerpt. pystemd is imported lazily (cheap import).
+failures, read a unit's state (journal excerpts: pimainteno.journal). pystemd is imported lazily.
 
 One connection per call: as root, like ``systemctl``, the manager's own ``/run/systemd/private``
 (no dbus-daemon needed), else the system bus (``user=True``: ``$XDG_RUNTIME_DIR/systemd/private``,
@@ -12,19 +12,19 @@ holds the GIL, so we ``select()``. A crashing ``Restart=`` unit is ``activating`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import errno
-import json
 import logging
 import os
 import select
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from pimainteno.errors import ToolError
+from pimainteno.journal import journal_excerpt as journal_excerpt  # callers import it from here
 
 # pystemd is the optional [systemd] extra: building it needs libsystemd-dev, pkg-config and gcc.
 SYSTEMD_EXTRA_HINT = (
@@ -59,6 +59,9 @@ class RestartResult:
     duration_s: float
     invocation_id: str = ""  # the run after the restart: journal_excerpt(invocation_id=...)
     job_result: str = ""  # done, failed, canceled, dependency...; "" when it did not finish in time
+    # systemd refused the start itself (its start limit), even after ResetFailed: the unit never
+    # ran the new code, so this says nothing about a change: not "unhealthy", not a reason to revert.
+    start_limited: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,10 +147,11 @@ class _Bus:
             lost = code in LOST and not getattr(exc, "err_name", "")
             raise (BusLost if lost else ToolError)(f"systemd D-Bus call failed while {doing}: {message}") from None
 
-    def call(self, method: bytes, signature: bytes = b"", *args: Any) -> Any:
+    def call(self, method: bytes, signature: bytes = b"", *args: Any, path: bytes = MANAGER_PATH) -> Any:
+        interface = MANAGER if path == MANAGER_PATH else UNIT  # the manager's methods, or a unit's
         with self._guard(f"calling {method.decode()}{tuple(_text(a) for a in args)}"):
             call_args = self._apply_signature(signature, list(args))
-            return self._bus.call_method(DEST, MANAGER_PATH, MANAGER, method, call_args).body
+            return self._bus.call_method(DEST, path, interface, method, call_args).body
 
     def get(self, path: bytes, interface: bytes, name: str, signature: bytes) -> Any:
         with self._guard(f"reading {name}"):
@@ -207,10 +211,27 @@ def _describe(unit: str, state: dict[str, Any]) -> str:
     return f"{unit} is {state['ActiveState']} ({state['SubState']}){extra}"
 
 
+def refused_by_start_limit(job_result: str, state: dict[str, Any], invocation_before: str) -> bool:
+    """Whether a finished start/restart job was refused by the unit's start limit: it failed without
+    a new run of the unit. (systemd 252 logs "Start request repeated too quickly" but keeps the
+    Result of the failure before, e.g. exit-code; later versions say start-limit-hit.)"""
+    if job_result != "failed":
+        return False
+    return state["Result"] == "start-limit-hit" or state["InvocationID"] == invocation_before
+
+
+def _start_limit(bus: _Bus, path: bytes) -> str:
+    burst = int(bus.get(path, UNIT, "StartLimitBurst", b"u") or 0)
+    interval = int(bus.get(path, UNIT, "StartLimitIntervalUSec", b"t") or 0) / 1e6
+    return f"StartLimitBurst={burst} starts within StartLimitIntervalSec={interval:g}s"
+
+
 def restart_and_wait(unit: str, *, user: bool = False, timeout: float = 90, settle: float = 10) -> RestartResult:
-    """Restart ``unit``; healthy if the job finished ``done`` within ``timeout`` s and the unit then
-    stayed ``active`` (same invocation) for ``settle`` s, or, for a oneshot, ended with Result
-    ``success``. Unhealthy as soon as it leaves ``active``. ToolError if missing or refused."""
+    """Reset ``unit``'s failed state and start-limit counter (Unit.ResetFailed), then restart it;
+    healthy if the job finished ``done`` within ``timeout`` s and the unit then stayed ``active``
+    (same invocation) for ``settle`` s, or, for a oneshot, ended with Result ``success``. Unhealthy
+    as soon as it leaves ``active``; ``start_limited`` when systemd still refused the start.
+    ToolError if missing or refused otherwise."""
     started = time.monotonic()
     signals: Signals = []
     with contextlib.closing(_Bus(user)) as bus:
@@ -220,6 +241,15 @@ def restart_and_wait(unit: str, *, user: bool = False, timeout: float = 90, sett
             raise ToolError(f"systemd has no unit {unit}")
         bus.match(MANAGER_PATH, MANAGER, b"JobRemoved", _recorder(signals, "job"))
         bus.match(path, PROPERTIES, b"PropertiesChanged", _recorder(signals, "unit"))
+        # A unit that crash-looped (Restart=) may have used up its start limit: a restart would
+        # be refused ("Start request repeated too quickly") and a good fix judged unhealthy.
+        invocation_before = _text(bus.get(path, UNIT, "InvocationID", b"ay"))
+        try:  # the unit's own method: the manager's ResetFailedUnit needs the unit loaded
+            bus.call(b"ResetFailed", path=path)
+        except BusLost:
+            raise
+        except ToolError as exc:  # the restart itself may still be allowed: let it say
+            log.warning("%s; restarting without the reset", exc)
         job = bytes(bus.call(b"RestartUnit", b"ss", unit, "replace"))
         job_result = ""  # from JobRemoved (id, job, unit, result), matched before the call: never missed
         while not job_result and (left := started + timeout - time.monotonic()) > 0:
@@ -234,6 +264,11 @@ def restart_and_wait(unit: str, *, user: bool = False, timeout: float = 90, sett
 
         if not job_result:
             return result(False, f"the restart did not finish within {timeout:g}s: {_describe(unit, state)}")
+        if refused_by_start_limit(job_result, state, invocation_before):
+            why = (
+                f"systemd refused to start {unit} (start-limit-hit: {_start_limit(bus, path)}), even after resetting it"
+            )
+            return dataclasses.replace(result(False, why), start_limited=True)
         if state["Type"] == "oneshot":
             healthy = job_result == "done" and state["Result"] == "success"
             return result(healthy, f"{_describe(unit, state)} (oneshot, job {job_result})")
@@ -257,67 +292,6 @@ def restart_and_wait(unit: str, *, user: bool = False, timeout: float = 90, sett
         return result(True, f"{unit} stayed active ({state['SubState']}) for {settle:g}s after the restart")
 
 
-def journal_excerpt(
-    unit: str, *, invocation_id: str | None = None, lines: int = 80, max_bytes: int = 8000, user: bool = False
-) -> str:
-    """The unit's last ``lines`` journal messages in at most ``max_bytes`` bytes (newest kept); with
-    ``invocation_id`` only that run's: its output and systemd's lines about it. journald may store
-    a dying process's last output a few milliseconds after systemd reports the failure."""
-    if not invocation_id:
-        return _tail([_format_entry(e) for e in _journal(unit, user, lines)], max_bytes)
-    entries = _journal(unit, user, max(4 * lines, 400))
-    runs = [e.get("_SYSTEMD_INVOCATION_ID") or e.get("INVOCATION_ID") or e.get("USER_INVOCATION_ID") for e in entries]
-    mine = [i for i, run in enumerate(runs) if run == invocation_id]
-    if not mine:  # an older run: ask the journal for it (without the unattributed lines then)
-        strict = (f"_SYSTEMD_INVOCATION_ID={invocation_id}", "+", f"INVOCATION_ID={invocation_id}")
-        return _tail([_format_entry(e) for e in _journal(unit, user, lines, *strict)], max_bytes)
-    # With the entries next to them that have no invocation id: journald reads it from the cgroup,
-    # gone when a process exits at once (7% of such runs here), or they are about the run (coredump).
-    lo, hi = mine[0], mine[-1]
-    while lo > 0 and not runs[lo - 1]:
-        lo -= 1
-    while hi + 1 < len(runs) and not runs[hi + 1]:
-        hi += 1
-    picked = [e for i, e in enumerate(entries) if lo <= i <= hi and runs[i] in (None, invocation_id)]
-    return _tail([_format_entry(e) for e in picked[-lines:]], max_bytes)
-
-
-def _journal(unit: str, user: bool, lines: int, *matches: str) -> list[dict[str, Any]]:
-    scope = ["--user"] if user else []
-    argv = ["journalctl", *scope, "-u", unit, "-n", str(lines), "-o", "json", "--all", "--no-pager", *matches]
-    try:
-        proc = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise ToolError("journalctl is not installed") from None
-    except subprocess.TimeoutExpired:
-        raise ToolError(f"journalctl -u {unit} did not answer within 60s") from None
-    if proc.returncode != 0:
-        why = proc.stderr.decode(errors="replace").strip().splitlines() or [f"exit status {proc.returncode}"]
-        raise ToolError(f"journalctl -u {unit} failed: {why[-1]}")
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-
-
-def _format_entry(entry: dict[str, Any]) -> str:
-    message = entry.get("MESSAGE")
-    if isinstance(message, list):  # not UTF-8: journalctl gives the bytes as numbers
-        message = bytes(message).decode(errors="replace")
-    usec = str(entry.get("__REALTIME_TIMESTAMP", ""))
-    when = dt.datetime.fromtimestamp(int(usec) / 1e6, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ ") if usec.isdigit() else ""
-    who = _text(entry.get("SYSLOG_IDENTIFIER") or entry.get("_COMM") or "?")
-    pid = f"[{entry['_PID']}]" if entry.get("_PID") else ""
-    return f"{when}{who}{pid}: {_text(message).rstrip()}"
-
-
-def _tail(lines: list[str], max_bytes: int) -> str:
-    text = "\n".join(lines).encode()
-    if len(text) <= max_bytes:
-        return text.decode()
-    tail = text[len(text) - max_bytes + 40 :]  # 40: room for the marker
-    tail = tail[tail.index(b"\n") + 1 :] if b"\n" in tail else tail  # from the start of a line
-    cut = text[: len(text) - len(tail)].count(b"\n")
-    return f"[{cut} earlier lines cut]\n" + tail.decode(errors="ignore")
-
-
 def watch_failures(
     units: list[str],
     on_failure: Callable[[FailureEvent], None],
@@ -326,11 +300,13 @@ def watch_failures(
     stop_after: float | None = None,
     heartbeat: Callable[[], None] | None = None,
     heartbeat_every: float = 5.0,
+    on_listening: Callable[[], None] | None = None,
 ) -> None:
     """Call ``on_failure`` within milliseconds (PropertiesChanged) when one of ``units`` (existing
     or not yet) enters ``failed``; on connecting, a sweep reports units already failed
     (``swept=True``). Each (unit, invocation, result) is reported once. Reconnects with backoff if
-    the bus goes away; ``heartbeat`` runs every ``heartbeat_every`` s while connected; returns after
+    the bus goes away; ``on_listening`` runs once per connection as soon as the matches are in place
+    and the sweep is done; ``heartbeat`` runs every ``heartbeat_every`` s while connected; returns after
     ``stop_after`` s. Exceptions from the callbacks propagate; ToolError if never connected."""
     deadline = None if stop_after is None else time.monotonic() + stop_after
     reported: dict[str, tuple[str, str]] = {}
@@ -353,6 +329,8 @@ def watch_failures(
             bus.match(path, PROPERTIES, b"PropertiesChanged", _recorder(signals, unit))
         for unit, path in paths.items():  # the sweep, after the matches: no failure falls in between
             report(unit, time.monotonic(), _read_state(bus, path, unit), swept=True)
+        if on_listening is not None:
+            on_listening()
         # systemd signals the type-specific properties (Result, ExecMain*) just before the Unit ones.
         typed: dict[str, dict[str, Any]] = {unit: {} for unit in units}
         next_beat = time.monotonic() + heartbeat_every

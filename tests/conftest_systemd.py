@@ -10,7 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.sandbox import SystemdSandbox, unavailable_reason
+from tests.sandbox import REPO, SystemdSandbox, unavailable_reason
+
+# Every service in the sandbox imports pimainteno from this checkout: the venv's interpreter, which
+# the rendered units run, may have another checkout installed (an editable install of the main tree).
+THIS_CHECKOUT = f'[Service]\nEnvironment="PYTHONPATH={REPO}" PYTHONDONTWRITEBYTECODE=1\n'
 
 
 @pytest.fixture(scope="module")
@@ -19,4 +23,5 @@ def systemd_sandbox() -> Iterator[SystemdSandbox]:
     if reason:
         pytest.skip(reason)
     with SystemdSandbox() as sandbox:
+        sandbox.write_unit("service.d/pimainteno-this-checkout.conf", THIS_CHECKOUT)  # a drop-in for all services
         yield sandbox

@@ -6,11 +6,14 @@ sandbox's private /run. Each test uses its own unit names; one sandbox serves th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -169,6 +172,41 @@ def test_restart_oneshot(
     assert got["duration_s"] < 2  # no settle time for a oneshot
 
 
+def test_restart_resets_the_start_limit_and_tells_it_from_a_crash(systemd_sandbox: SystemdSandbox) -> None:
+    flag = "/run/pm-limited-fixed"  # the sandbox's private /run
+    unit = (
+        f"[Service]\nExecStart=/bin/sh -c 'test -e {flag} || exit 1; exec sleep infinity'\n"
+        "Restart=on-failure\nRestartSec=100ms\n"
+    )
+    systemd_sandbox.write_unit("pm-limited.service", unit)
+    systemd_sandbox.systemctl("start", "pm-limited.service", check=False)
+    deadline = time.monotonic() + 20  # 5 starts in 10 s (the default), then systemd gives up: failed
+    while systemd_sandbox.systemctl("is-failed", "--quiet", "pm-limited.service", check=False).returncode != 0:
+        assert time.monotonic() < deadline, "pm-limited.service never hit its start limit"
+        time.sleep(0.05)
+    refused = systemd_sandbox.systemctl("start", "pm-limited.service", check=False)  # what a plain start gets
+    journal = systemd_sandbox.run(["journalctl", "-u", "pm-limited.service", "-o", "cat"]).stdout
+    assert refused.returncode == 1 and journal.count("Start request repeated too quickly") == 2, journal
+    # Still broken: the restart is not refused (the counter was reset), the unit crashes again:
+    # unhealthy, and not "start-limited" even though it ends at its start limit once more.
+    broken = inside(systemd_sandbox, RESTART, "pm-limited.service", "3")
+    assert (broken["healthy"], broken["start_limited"], broken["job_result"]) == (False, False, "done"), broken
+    systemd_sandbox.run(["touch", flag])
+    fixed = inside(systemd_sandbox, RESTART, "pm-limited.service", "1")
+    assert (fixed["healthy"], fixed["start_limited"], fixed["active_state"]) == (True, False, "active"), fixed
+    systemd_sandbox.systemctl("stop", "pm-limited.service")
+
+
+def test_a_start_refused_by_the_start_limit_is_told_apart() -> None:
+    from pimainteno.systemd import refused_by_start_limit
+
+    before = "0f" * 16
+    assert refused_by_start_limit("failed", {"Result": "start-limit-hit", "InvocationID": "1a" * 16}, before)
+    assert refused_by_start_limit("failed", {"Result": "exit-code", "InvocationID": before}, before)  # systemd 252
+    assert not refused_by_start_limit("done", {"Result": "start-limit-hit", "InvocationID": before}, before)
+    assert not refused_by_start_limit("failed", {"Result": "exit-code", "InvocationID": "1a" * 16}, before)  # it ran
+
+
 def test_restart_missing_unit_is_a_tool_error(systemd_sandbox: SystemdSandbox) -> None:
     code = """
     import json
@@ -245,6 +283,45 @@ def test_watch_reconnects_after_daemon_reexec(systemd_sandbox: SystemdSandbox) -
     event = got["events"][-1]
     assert (event["unit"], event["exit_status"], event["swept"]) == ("pm-reexec.service", 7, False)
     assert any("reconnecting" in line for line in got["logged"]), got["logged"]
+
+
+def test_watch_says_it_listens_as_soon_as_the_matches_are_in_place(systemd_sandbox: SystemdSandbox) -> None:
+    code = """
+    import json, time
+    from pimainteno.systemd import watch_failures
+    began, calls = time.monotonic(), []
+    watch_failures(["pm-listen.service"], lambda event: None, stop_after=2, heartbeat_every=60,
+                   heartbeat=lambda: calls.append(("heartbeat", time.monotonic() - began)),
+                   on_listening=lambda: calls.append(("listening", time.monotonic() - began)))
+    print(json.dumps(calls))
+    """
+    calls = inside(systemd_sandbox, code)
+    assert [name for name, _ in calls] == ["listening"]  # once, long before the first heartbeat is due
+    assert calls[0][1] < 1.0
+
+
+def test_the_watch_command_says_listening_without_waiting_for_a_heartbeat(
+    systemd_sandbox: SystemdSandbox, tmp_path: Path
+) -> None:
+    config = tmp_path / "PiMainteno.toml"
+    state = tmp_path / "state"
+    config.write_text(f'[state]\ndir = "{state}"\n\n[systemd_monitor]\nunits = ["pm-listen2.service"]\n')
+    argv = ["-m", "pimainteno", "--config", str(config), "watch", "--for", "8"]
+    done: list[subprocess.CompletedProcess[str]] = []
+    began = time.monotonic()
+    watcher = threading.Thread(target=lambda: done.append(systemd_sandbox.python(argv, check=False, timeout=30)))
+    watcher.start()
+    status: list[tuple[str, float]] = []
+    while watcher.is_alive() and not (status and status[-1][0] == "listening"):
+        if (state / "pimainteno.db").exists():
+            with contextlib.closing(sqlite3.connect(state / "pimainteno.db", timeout=5)) as db:
+                rows = db.execute("SELECT value FROM status WHERE key = 'systemd.status'").fetchall()
+            status += [(row[0], time.monotonic() - began) for row in rows]
+        time.sleep(0.02)
+    watcher.join(30)
+    assert done and done[0].returncode == 0, done and done[0].stderr
+    assert status and status[-1][0] == "listening", status
+    assert status[-1][1] < 4  # the heartbeat comes every 5 s: "listening" did not wait for it
 
 
 def test_journal_excerpt_keeps_the_newest_within_max_bytes(systemd_sandbox: SystemdSandbox) -> None:

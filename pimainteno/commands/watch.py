@@ -75,6 +75,7 @@ def watch(
             user=app.config.monitor.user,
             stop_after=duration,
             heartbeat=lambda: beat(due=False),
+            on_listening=beat,  # at once: not "connecting" for a heartbeat period after the matches are in place
             heartbeat_every=min(heartbeat_every, 0.25),  # called often, writes every heartbeat_every
         )
     except PimaintenoError as e:

@@ -98,7 +98,7 @@ def test_a_trigger_in_the_queue_starts_the_drain(setup: tuple[SystemdSandbox, Pa
 def test_the_on_failure_drop_in_starts_the_heal_service(setup: tuple[SystemdSandbox, Path, Path]) -> None:
     sandbox, root, _ = setup
     sandbox.systemctl("start", "pm-crash.service", check=False)
-    heal = "pimainteno-heal@pm-crash.service.service"
+    heal = "pimainteno-heal@pm-crash.service"  # not pm-crash.service.service
     wait_for(heal, lambda: "failure #" in journal(sandbox, heal))
     assert sandbox.systemctl("show", "-p", "Result", "--value", heal).stdout.strip() == "success"
     # The watch saw it too: recorded once, whoever came first (no project has this unit: no heal).

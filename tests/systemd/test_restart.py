@@ -52,6 +52,32 @@ def test_restart_reports_healthy_unhealthy_and_missing_units(systemd_sandbox: Sy
     ]
 
 
+def test_a_start_limited_unit_is_reset_and_comes_up_once_fixed(systemd_sandbox: SystemdSandbox, root: Path) -> None:
+    config = make_project(root, extra="[systemd_monitor]\nsettle = 1\n")
+    fixed = root / "fixed"
+    systemd_sandbox.write_unit(
+        "pm-limited.service",
+        f"[Service]\nExecStart=/bin/sh -c 'test -e {fixed} || exit 1; exec sleep infinity'\n"
+        "Restart=on-failure\nRestartSec=100ms\n",
+    )
+    systemd_sandbox.systemctl("start", "pm-limited.service", check=False)
+
+    def failed() -> bool:
+        return systemd_sandbox.systemctl("is-failed", "--quiet", "pm-limited.service", check=False).returncode == 0
+
+    wait_for("the start limit", failed)  # 5 starts in 10 s (the default), then systemd stops restarting it
+    refused = systemd_sandbox.systemctl("restart", "pm-limited.service", check=False)  # what a plain restart gets
+    journal = systemd_sandbox.run(["journalctl", "-u", "pm-limited.service", "-o", "cat"]).stdout
+    assert refused.returncode == 1 and journal.count("Start request repeated too quickly") == 2, journal
+
+    fixed.touch()
+    restarted = pm(systemd_sandbox, config, "restart", "pm-limited")
+    assert restarted.returncode == 0, restarted.stderr
+    assert restarted.stdout.startswith("pm-limited.service: healthy — pm-limited.service stayed active (running)")
+    assert systemd_sandbox.systemctl("is-active", "pm-limited.service").stdout.strip() == "active"
+    systemd_sandbox.systemctl("stop", "pm-limited.service")
+
+
 def test_a_patch_that_crashes_the_service_is_reverted_pushed_and_the_service_recovers(
     systemd_sandbox: SystemdSandbox, root: Path
 ) -> None:
