@@ -19,7 +19,6 @@ from pathlib import Path
 from pimainteno import procs, units
 from pimainteno.app import App
 from pimainteno.errors import InputError, ToolError
-from pimainteno.failures import monitored_units
 
 log = logging.getLogger("pimainteno")
 
