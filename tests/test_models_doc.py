@@ -86,7 +86,7 @@ def test_a_responses_endpoint_as_documented(
         cfg = load_block(name, srv.url, codex_bin)
         result = run_codex(cfg.llm, repo, "Summarize this project.", writable=False, timeout=60)
     assert result.ok, result.error
-    assert result.final_message == "The project is a sample."
+    assert result.text == "The project is a sample."
     assert srv.requests[0]["model"] == cfg.llm.model
     assert "authorization" not in srv.headers[0]  # keyless
 
@@ -101,5 +101,5 @@ def test_ollama_with_oss_as_documented(tmp_path: Path, codex_bin: Path, codex_ho
         monkeypatch.setenv("CODEX_OSS_BASE_URL", srv.url)  # "ollama on another port or machine"
         result = run_codex(cfg.llm, repo, "Summarize this project.", writable=False, timeout=60)
     assert result.ok, result.error
-    assert result.final_message == "Hello from ollama."
+    assert result.text == "Hello from ollama."
     assert "/api/tags" in srv.paths and srv.requests[0]["model"] == "qwen2.5-coder:7b"

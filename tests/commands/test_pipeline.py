@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -325,6 +326,7 @@ def test_killed_run_leaves_a_consistent_repo_and_the_next_run_succeeds(tmp_path:
     killer = tmp_path / "kill.sh"
     killer.write_text(kill_parent_script())
     killer.chmod(0o755)
+    env = dict(os.environ)
     if where == "propose":
         configure_cmd = ["/bin/sh", str(killer)]
         (tmp_path / "PiMainteno.toml").write_text(
@@ -334,16 +336,26 @@ def test_killed_run_leaves_a_consistent_repo_and_the_next_run_succeeds(tmp_path:
         (tmp_path / "PiMainteno.toml").write_text(
             (tmp_path / "PiMainteno.toml").read_text().replace(toml_list(TESTS), toml_list(["/bin/sh", str(killer)]))
         )
+    elif where == "merge":
+        # pimainteno's own merge runs no repository hooks, so a `git` on PATH that dies right after merging
+        real_git = shutil.which("git")
+        wrapper = tmp_path / "bin" / "git"
+        wrapper.parent.mkdir()
+        wrapper.write_text(
+            f'#!/bin/sh\nfor a in "$@"; do [ "$a" = merge ] && {{ "{real_git}" "$@"; kill -KILL $PIMAINTENO_VICTIM; sleep 5; }}; done\n'
+            f'exec "{real_git}" "$@"\n'
+        )
+        wrapper.chmod(0o755)
+        env["PATH"] = f"{wrapper.parent}:{env['PATH']}"
     else:
-        hook = "post-merge" if where == "merge" else "pre-push"
-        (repo / ".git" / "hooks" / hook).write_text(kill_parent_script())
-        (repo / ".git" / "hooks" / hook).chmod(0o755)
+        (repo / ".git" / "hooks" / "pre-push").write_text(kill_parent_script())
+        (repo / ".git" / "hooks" / "pre-push").chmod(0o755)
     (repo / "README.md").write_text("# demo-app\n\nuser work\n")
     before = fingerprint(repo)
     # The victim is the run itself: its children (fixer, tests, git hooks) learn its pid from the environment.
     proc = subprocess.Popen([PY, "-c", "import os, sys; os.environ['PIMAINTENO_VICTIM'] = str(os.getpid()); "
                              "from pimainteno.cli import main; main(['run', 'app'])"], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)  # fmt: skip
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
     head, status, files = fingerprint(repo)

@@ -72,10 +72,10 @@ def test_exec_arg_refuses_control_characters_naming_the_key(bad: str) -> None:
 @pytest.mark.parametrize(
     ("setting", "key"),
     [
-        ('[state]\ndir = "/srv/s\\nExecStartPre=/bin/touch /pwned"\n', "[state] dir"),
-        ('[queue]\ndir = "/srv/q\\nUnit=evil.service"\n', "[queue] dir"),
+        ('[state]\ndir = "/srv/s\\nExecStartPre=/bin/touch /pwned"\n', "state.dir"),  # at load
+        ('[queue]\ndir = "/srv/q\\nUnit=evil.service"\n', "queue.dir"),  # at load
         ('[scheduler]\nschedule = "daily\\nExecStartPre=/bin/touch /pwned"\n', "scheduler.schedule"),  # at load
-        ('[[project]]\nname = "app"\npath = "/srv/app\\nExecStartPre=/bin/touch /pwned"\n', "[[project]] app path"),
+        ('[[project]]\nname = "app"\npath = "/srv/app\\nExecStartPre=/bin/touch /pwned"\n', "project[0].path"),
     ],
 )
 def test_a_newline_in_any_rendered_value_is_refused_naming_its_key(tmp_path: Path, setting: str, key: str) -> None:
