@@ -1,0 +1,112 @@
+"""Issue 13's findings, each reproduced as an attacker or a faulty host did it (docs/security.md).
+
+Real git repositories, real `pimainteno` processes, a real dashboard over HTTP. The findings whose
+tests live beside the code they cover are listed in docs/security.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from pimainteno.commands.demo import make_sample
+from pimainteno.pipeline.propose import SUMMARY_MARKER
+from tests.conftest import run_cli, run_git
+
+PY = sys.executable
+TESTS = [PY, "-m", "unittest", "discover", "-q"]
+API_KEY = "sk-security-test-0123456789abcdef"
+TOKEN = "web-token-security-0123456789abcdef"
+
+
+def configure(tmp_path: Path, *, command: list[str] | str, test: list[str] | str = TESTS, extra: str = "") -> Path:
+    """The sample project under the `command` provider; its repository."""
+    repo, _ = make_sample(tmp_path)
+    (tmp_path / "PiMainteno.toml").write_text(
+        f'[llm]\nprovider = "command"\ncommand = {json.dumps(command)}\n\n[web]\ntoken = "{TOKEN}"\n\n'
+        f'[[project]]\nname = "app"\npath = "{repo}"\nbranch = "main"\ntest = {json.dumps(test)}\n'
+        f"restart = false\nretries = 0\n{extra}"
+    )
+    return repo
+
+
+def summarize(tmp_path: Path) -> Path:
+    """The sample project configured with a fixer that changes nothing; its repository."""
+    return configure(tmp_path, command=["true"])
+
+
+def excluded(repo: Path) -> list[str]:
+    exclude = repo / ".git" / "info" / "exclude"
+    return [line for line in exclude.read_text().splitlines() if not line.startswith("#")] if exclude.exists() else []
+
+
+# --- 1. the summary never replaces or hides a user's file -------------------------------------------
+
+
+def test_1_an_untracked_user_codex_md_is_never_replaced_nor_hidden(tmp_path: Path) -> None:
+    repo = summarize(tmp_path)
+    (repo / "codex.md").write_bytes(b"my codex instructions\r\nkeep me\n")
+    result = run_cli("summarize", "app")
+    assert result.returncode == 0, result.stderr
+    assert (repo / "codex.md").read_bytes() == b"my codex instructions\r\nkeep me\n"
+    assert run_git(repo, "status", "--porcelain") == "?? codex.md\n"  # still shown to its owner
+    assert excluded(repo) == []
+    kept = tmp_path / "state" / "summaries" / "app.md"
+    assert kept.read_text() == f"{SUMMARY_MARKER}\n{result.stdout}"
+    [notice] = [line for line in result.stderr.splitlines() if "codex.md" in line]
+    assert "is not pimainteno's" in notice and str(kept) in notice
+
+
+def test_1_pimaintenos_own_summary_file_is_created_hidden_and_replaced(tmp_path: Path) -> None:
+    repo = summarize(tmp_path)
+    first = run_cli("summarize", "app")
+    assert first.returncode == 0, first.stderr
+    assert (repo / "codex.md").read_text() == f"{SUMMARY_MARKER}\n{first.stdout}"
+    assert excluded(repo) == ["/codex.md"] and run_git(repo, "status", "--porcelain") == ""
+    (repo / "codex.md").write_text(f"{SUMMARY_MARKER}\nan outdated summary\n")
+    again = run_cli("summarize", "app")
+    assert again.returncode == 0 and "codex.md" not in again.stderr
+    assert (repo / "codex.md").read_text() == f"{SUMMARY_MARKER}\n{first.stdout}"
+    assert not (tmp_path / "state" / "summaries").exists()
+
+
+def test_1_a_summary_file_written_before_the_marker_is_still_pimaintenos(tmp_path: Path) -> None:
+    repo = summarize(tmp_path)
+    first = run_cli("summarize", "app")
+    (repo / "codex.md").write_text(first.stdout)  # what earlier versions wrote: the summary, no marker
+    again = run_cli("summarize", "app")
+    assert again.returncode == 0 and "codex.md" not in again.stderr
+    assert (repo / "codex.md").read_text() == f"{SUMMARY_MARKER}\n{first.stdout}"
+
+
+def test_1_a_removed_marker_makes_the_file_the_users(tmp_path: Path) -> None:
+    repo = summarize(tmp_path)
+    first = run_cli("summarize", "app")
+    mine = first.stdout + "\nMy own notes below the summary.\n"
+    (repo / "codex.md").write_text(mine)
+    again = run_cli("summarize", "app", "--force")
+    assert again.returncode == 0 and "is not pimainteno's" in again.stderr
+    assert (repo / "codex.md").read_text() == mine
+
+
+@pytest.mark.parametrize("kind", ["symlink to a file outside", "symlinked directory", "directory"])
+def test_1_a_summary_path_that_is_not_a_plain_file_in_the_project_is_left_alone(tmp_path: Path, kind: str) -> None:
+    repo = configure(tmp_path, command=["true"], extra='summary_file = "notes/codex.md"\n')
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "codex.md").write_text("outside the project\n")
+    if kind == "symlink to a file outside":
+        (repo / "notes").mkdir()
+        (repo / "notes" / "codex.md").symlink_to(outside / "codex.md")
+    elif kind == "symlinked directory":
+        (repo / "notes").symlink_to(outside)
+    else:
+        (repo / "notes" / "codex.md").mkdir(parents=True)
+    result = run_cli("summarize", "app")
+    assert result.returncode == 0, result.stderr
+    assert (outside / "codex.md").read_text() == "outside the project\n"
+    assert "the summary is in" in result.stderr and (tmp_path / "state" / "summaries" / "app.md").is_file()
+    assert excluded(repo) == []
