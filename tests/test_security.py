@@ -7,11 +7,17 @@ tests live beside the code they cover are listed in docs/security.md.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from pimainteno import db, errors
 from pimainteno.commands.demo import make_sample
 from pimainteno.pipeline.propose import SUMMARY_MARKER
 from tests.conftest import run_cli, run_git
@@ -110,3 +116,51 @@ def test_1_a_summary_path_that_is_not_a_plain_file_in_the_project_is_left_alone(
     assert (outside / "codex.md").read_text() == "outside the project\n"
     assert "the summary is in" in result.stderr and (tmp_path / "state" / "summaries" / "app.md").is_file()
     assert excluded(repo) == []
+
+
+# --- 11. a database locked by another writer is an external fault, said as such ---------------------
+
+
+@contextmanager
+def database_held(path: Path) -> Iterator[None]:
+    """Another process holding the database's write lock (BEGIN IMMEDIATE) until the block ends."""
+    hold = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); " \
+           "c.execute('BEGIN IMMEDIATE'); print('held', flush=True); sys.stdin.read()"  # fmt: skip
+    proc = subprocess.Popen([PY, "-c", hold, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout and proc.stdout.readline() == "held\n"
+        yield
+    finally:
+        proc.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("json_", [False, True])
+def test_11_a_locked_database_is_exit_4_with_a_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, json_: bool
+) -> None:
+    from pimainteno.cli import cli
+
+    summarize(tmp_path)
+    path = tmp_path / "state" / "pimainteno.db"
+    db.open_db(path).conn.close()
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 300)
+    with database_held(path):
+        start = time.monotonic()
+        result = CliRunner().invoke(cli, ["projects", *(["--json"] if json_ else [])])
+        assert time.monotonic() - start < 10
+    assert result.exit_code == errors.TOOL_FAILED, result.output
+    line = f"database is locked by another process ({path}); wait for it to finish, or find it with `fuser {path}`"
+    assert result.stderr == f"Error: {line}\n"
+    assert result.stdout == (json.dumps({"error": line, "exit_code": 4}) + "\n" if json_ else "")
+    after = CliRunner().invoke(cli, ["projects", "--json"])  # released: the same command works
+    assert after.exit_code == 0 and json.loads(after.stdout)[0]["name"] == "app"
+
+
+def test_11_a_full_or_failing_disk_is_named_as_such() -> None:
+    import sqlite3
+
+    full = db.host_fault(sqlite3.OperationalError("database or disk is full"), "/x.db")
+    failing = db.host_fault(sqlite3.OperationalError("disk I/O error"), "/x.db")
+    assert full and str(full) == "database or disk is full (/x.db); free space on that disk"
+    assert failing and str(failing).startswith("disk I/O error on the database (/x.db)")
+    assert db.host_fault(sqlite3.OperationalError("no such table: runs"), "/x.db") is None  # a bug stays a bug
