@@ -7,12 +7,15 @@ tests live beside the code they cover are listed in docs/security.md.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from queue import Empty, Queue
 
 import pytest
 from click.testing import CliRunner
@@ -21,6 +24,7 @@ from pimainteno import db, errors
 from pimainteno.commands.demo import make_sample
 from pimainteno.pipeline.propose import SUMMARY_MARKER
 from tests.conftest import run_cli, run_git
+from tests.dashboard.test_http import Server
 
 PY = sys.executable
 TESTS = [PY, "-m", "unittest", "discover", "-q"]
@@ -116,6 +120,105 @@ def test_1_a_summary_path_that_is_not_a_plain_file_in_the_project_is_left_alone(
     assert (outside / "codex.md").read_text() == "outside the project\n"
     assert "the summary is in" in result.stderr and (tmp_path / "state" / "summaries" / "app.md").is_file()
     assert excluded(repo) == []
+
+
+# --- 5. a secret printed by a failing fixer is stored, logged and served nowhere --------------------
+
+
+@contextmanager
+def dashboard(config_path: Path, env: dict[str, str]) -> Iterator[Server]:
+    """A real `pimainteno dashboard` process on a free port."""
+    proc = subprocess.Popen(
+        [PY, "-m", "pimainteno", "--config", str(config_path), "dashboard", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines: Queue[str] = Queue()
+    threading.Thread(target=lambda: [lines.put(line.strip()) for line in proc.stdout or []], daemon=True).start()
+    try:
+        try:
+            got = [lines.get(timeout=30), lines.get(timeout=30)]
+        except Empty:
+            proc.kill()
+            raise AssertionError(f"the dashboard did not start: {proc.communicate()[1]}") from None
+        yield Server(proc, got[0].removeprefix("Dashboard: "), got[1].split(": ", 1)[1], config_path.parent)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def assert_stored_logged_and_served_nowhere(tmp_path: Path, result: subprocess.CompletedProcess[str],
+                                            secrets: tuple[str, ...], env: dict[str, str], said: str) -> None:  # fmt: skip
+    """The secrets are in no output, no file of the state directory and no dashboard answer.
+
+    ``said`` (table.column) is where the output that carried them is stored, scrubbed.
+    """
+    for secret in secrets:
+        assert secret not in result.stdout and secret not in result.stderr
+    d = db.open_db(tmp_path / "state" / "pimainteno.db")
+    table, column = said.split(".")
+    [stored] = [r[0] for r in d.execute(f"select {column} from {table}").fetchall()]
+    assert "[redacted]" in stored  # it was said, and scrubbed before it was stored
+    d.conn.close()
+    for path in (tmp_path / "state").rglob("*"):  # the database's pages, its WAL, the log file, the queue
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(secret.encode() in data for secret in secrets), path
+    with dashboard(tmp_path / "PiMainteno.toml", env) as server:
+        cookie = server.root_cookie()
+        for path in ("/pimainteno/runs.json", "/pimainteno/runs.json?_shape=array", "/pimainteno/llm_calls.json",
+                     "/pimainteno/proposals.json", "/pimainteno/runs", "/pimainteno/runs?_facet=error",
+                     "/pimainteno/runs.json?_facet=error", "/pimainteno/runs.csv", "/pimainteno/runs/1.json"):  # fmt: skip
+            for headers in ({}, {"Cookie": cookie}):
+                status, _, body = server.request("GET", path, headers)
+                assert not any(secret in body for secret in secrets), (path, status)
+        _, _, body = server.request("GET", f"/pimainteno/{table}.json?_shape=array")
+        assert "[redacted]" in json.loads(body)[0][column]
+        answers = {
+            server.request("GET", f"/pimainteno/{table}.json?error__contains={probe}")[0]
+            for table in ("runs", "llm_calls")
+            for probe in (secrets[0][:8], secrets[0], "zzz-never-there")
+        }
+        assert answers == {400}  # refused alike: no yes/no oracle for the secret
+
+
+def test_5_a_fixer_and_tests_that_print_the_api_key_and_fail_leak_it_nowhere(tmp_path: Path) -> None:
+    leak = 'echo "stdout: key $OPENAI_API_KEY"; echo "stderr: key $OPENAI_API_KEY" >&2'
+    fixer = ["sh", "-c", f"{leak}; echo '# touched' >> README.md; exit 1"]
+    configure(tmp_path, command=fixer, test=f"{leak}; exit 1")
+    result = run_cli("-v", "run", "app", "--json", env={"OPENAI_API_KEY": API_KEY})
+    assert result.returncode == errors.VALIDATION_FAILED, result.stderr
+    assert json.loads(result.stdout)["status"] == "rejected"
+    # The dashboard does not know the environment's key: only what was stored can be served.
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    assert_stored_logged_and_served_nowhere(tmp_path, result, (API_KEY,), env, "proposals.test_output")
+
+
+@pytest.mark.codex
+def test_5_a_provider_that_fails_quoting_the_api_key_leaks_it_nowhere(
+    tmp_path: Path, codex_bin: Path, codex_home: Path
+) -> None:
+    from tests.commands.test_codex_flow import SECRET
+    from tests.commands.test_codex_flow import configure as configure_codex
+    from tests.modelserver import ModelServer, http_error
+
+    with ModelServer([http_error(401, f"Incorrect API key provided: {SECRET}.")]) as srv:
+        configure_codex(tmp_path, srv, codex_bin)
+        config = tmp_path / "PiMainteno.toml"
+        config.write_text(config.read_text() + f'\n[web]\ntoken = "{TOKEN}"\n')
+        result = run_cli("-v", "run", "app", "--json")
+    assert result.returncode == errors.TOOL_FAILED, result.stderr
+    d = db.open_db(tmp_path / "state" / "pimainteno.db")
+    [call_error] = [r[0] for r in d.execute("select error from llm_calls").fetchall()]
+    assert "Incorrect API key provided: [redacted]" in call_error
+    d.conn.close()
+    assert_stored_logged_and_served_nowhere(tmp_path, result, (SECRET, TOKEN), dict(os.environ), "runs.error")
 
 
 # --- 11. a database locked by another writer is an external fault, said as such ---------------------
