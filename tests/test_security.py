@@ -221,6 +221,31 @@ def test_5_a_provider_that_fails_quoting_the_api_key_leaks_it_nowhere(
     assert_stored_logged_and_served_nowhere(tmp_path, result, (SECRET, TOKEN), dict(os.environ), "runs.error")
 
 
+# --- 6. a test that leaves a daemon behind cannot stretch the run or keep the lock ------------------
+
+
+def test_6_test_timeout_bounds_a_run_whose_tests_leave_a_daemon(tmp_path: Path) -> None:
+    marker = "40.0613"  # a sleep no other process on the machine runs
+    fixer = [PY, "-m", "ruff", "check", "--fix", "--quiet", "--exit-zero", "."]
+    configure(tmp_path, command=fixer, test=f"setsid sleep {marker} & sleep {marker}", extra="test_timeout = 2\n")
+    start = time.monotonic()
+    first = run_cli("run", "app", "--json")
+    elapsed = time.monotonic() - start
+    assert first.returncode == errors.VALIDATION_FAILED, first.stderr
+    assert elapsed < 20, f"the run took {elapsed:.0f} s with test_timeout = 2"
+    assert "timed out" in json.loads(first.stdout)["error"]
+    assert not [p for p in Path("/proc").glob("[0-9]*") if marker in _cmdline(p)], "the daemon outlived the run"
+    second = run_cli("run", "app", "--json", "--reason", "again")
+    assert json.loads(second.stdout)["status"] != "skipped", second.stderr  # the project lock was released
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 # --- 11. a database locked by another writer is an external fault, said as such ---------------------
 
 
@@ -267,3 +292,20 @@ def test_11_a_full_or_failing_disk_is_named_as_such() -> None:
     assert full and str(full) == "database or disk is full (/x.db); free space on that disk"
     assert failing and str(failing).startswith("disk I/O error on the database (/x.db)")
     assert db.host_fault(sqlite3.OperationalError("no such table: runs"), "/x.db") is None  # a bug stays a bug
+
+
+# --- 12. a policy refusal inside `run` is the patch-rejected exit code -----------------------------
+
+
+@pytest.mark.parametrize("path", [".github/workflows/x.yml", ".GitHub/Workflows/X.YML"])
+def test_12_a_fixer_that_writes_a_workflow_is_refused_with_exit_3(tmp_path: Path, path: str) -> None:
+    write = f"import os; os.makedirs(os.path.dirname({path!r})); open({path!r}, 'w').write('on: push\\n')"
+    repo = configure(tmp_path, command=[PY, "-c", write])
+    before = run_git(repo, "rev-parse", "HEAD")
+    result = run_cli("run", "app", "--json")
+    assert result.returncode == errors.BAD_INPUT, result.stderr
+    outcome = json.loads(result.stdout)
+    assert (
+        outcome["status"] == "rejected" and outcome["error"].startswith("patch rejected") and path in outcome["error"]
+    )
+    assert run_git(repo, "rev-parse", "HEAD") == before and not (repo / path).exists()
