@@ -309,3 +309,20 @@ def test_12_a_fixer_that_writes_a_workflow_is_refused_with_exit_3(tmp_path: Path
         outcome["status"] == "rejected" and outcome["error"].startswith("patch rejected") and path in outcome["error"]
     )
     assert run_git(repo, "rev-parse", "HEAD") == before and not (repo / path).exists()
+
+
+# --- docs/security.md names a test for every finding, and every test it names exists -------------
+
+
+def test_security_md_names_an_existing_test_for_each_finding() -> None:
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "docs" / "security.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| [^|]+ \| (.+) \|$", text, flags=re.M)
+    assert [int(n) for n, _ in rows] == list(range(1, 14))
+    for number, tests in rows:
+        named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", tests)
+        assert named or number == "4", f"finding {number} names no test"
+        for path, name in named:
+            assert re.search(rf"^(async )?def {name}\(", (root / path).read_text(), flags=re.M), f"{path}::{name}"
