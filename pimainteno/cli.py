@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sqlite3
 import sys
 import traceback
 from pathlib import Path
@@ -39,13 +40,30 @@ class Group(click.Group):
             from pimainteno.records import scrub  # no configured secret on stderr either
 
             raise _Failure(scrub(str(e)), e.exit_code) from None
+        except sqlite3.Error as e:  # a locked, full or failing database is the host's fault, not a bug
+            from pimainteno import db
+
+            app = ctx.obj if isinstance(ctx.obj, App) else None
+            fault = db.host_fault(e, app.__dict__.get("database_path") if app else None)
+            if fault is None:
+                raise
+            if ctx.meta.get(JSON_META):
+                click.echo(json.dumps({"error": str(fault), "exit_code": fault.exit_code}))
+            raise _Failure(str(fault), fault.exit_code) from None
 
 
 ROW_ID = click.IntRange(1, MAX_ID)  # every id option: what SQLite can hold; else a usage error (exit 2)
 
 
+JSON_META = "pimainteno.json"  # set in ctx.meta by --json, so an error at the top can answer in JSON too
+
+
 def json_option(f: Any) -> Any:
-    return click.option("--json", "json_", is_flag=True, help="Print JSON instead of text.")(f)
+    def remember(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        ctx.meta[JSON_META] = value
+        return value
+
+    return click.option("--json", "json_", is_flag=True, callback=remember, help="Print JSON instead of text.")(f)
 
 
 def print_json(data: Any) -> None:

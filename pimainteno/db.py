@@ -164,6 +164,24 @@ def _m004(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE llm_calls ADD COLUMN codex_version TEXT")  # `codex --version` of the run
 
 
+# SQLite's words for faults of the host, not of pimainteno: (what it says, what to tell the user).
+_HOST_FAULTS = (
+    (("database is locked", "database table is locked", "database is busy"),
+     "database is locked by another process ({path}); wait for it to finish, or find it with `fuser {path}`"),
+    (("database or disk is full",), "database or disk is full ({path}); free space on that disk"),
+    (("disk i/o error",), "disk I/O error on the database ({path}); check the disk and `dmesg`"),
+)  # fmt: skip
+
+
+def host_fault(error: sqlite3.Error, path: str | os.PathLike[str] | None) -> ToolError | None:
+    """The one-line ToolError (exit 4) for a locked, full or failing database; None for anything else."""
+    said = str(error).lower()
+    for words, message in _HOST_FAULTS:
+        if any(w in said for w in words):
+            return ToolError(message.format(path=path or "the database"))
+    return None
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -192,7 +210,9 @@ def open_db(path: str | os.PathLike[str]) -> sqlite_utils.Database:
             _migrated.add(key)
         return db
     except sqlite3.DatabaseError as e:
-        raise ToolError(f"database {path}: {e}; check the file or point --db elsewhere") from None
+        raise host_fault(e, path) or ToolError(
+            f"database {path}: {e}; check the file or point --db elsewhere"
+        ) from None
     except OSError as e:
         raise ToolError(f"database {path}: {e.strerror or e}; check the directory's permissions") from None
 

@@ -182,7 +182,9 @@ class Project:
     summary_file: str = key(
         "codex.md",
         check=forms.summary_file,
-        doc='written in the project and kept out of `git status` via `.git/info/exclude`; `""` disables',
+        doc="written in the project only when absent or pimainteno's own (its marker first line), then kept out of"
+        " `git status` via `.git/info/exclude`; a user's file is left alone and the summary goes to the state"
+        ' directory\'s `summaries/`; `""` disables',
     )
     provider: Literal["codex", "command"] | None = key(
         None,

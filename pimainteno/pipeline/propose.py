@@ -6,9 +6,11 @@ directory and the patch is that worktree's `git diff`, new files included.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pimainteno import git, records
@@ -32,7 +34,7 @@ def summarize(
         cached = records.cached_summary(app.db, project.name, head)
         if cached is not None:
             log.debug("%s: summary cached for %s", project.name, head[:12])
-            write_summary_file(project, cached)
+            write_summary_file(app, project, cached)
             return cached, True
     name = app.config.provider_for(project)
     provider = get_provider(name, app.config.llm, project.command)
@@ -47,29 +49,81 @@ def summarize(
         raise ToolError(f"{name} could not summarize {project.name}: {call.error or 'the summary was empty'}")
     call_id = records.last_llm_call(app.db, project.name, "summary", run_id)
     records.add_summary(app.db, project.name, head, name, text, call_id)
-    write_summary_file(project, text)
+    write_summary_file(app, project, text)
     return text, False
 
 
-def write_summary_file(project: Project, text: str) -> None:
-    """Write the summary file, kept out of `git status`; never overwrite a file git tracks."""
+# The first line of every summary file pimainteno writes: a file without it is the user's, never replaced.
+SUMMARY_MARKER = (
+    "<!-- written by pimainteno; replaced on every summary. Delete this line to keep the file as yours. -->"
+)
+
+
+def write_summary_file(app: App, project: Project, text: str) -> Path | None:
+    """Write the summary file where it is pimainteno's to write; where it was written, or None when disabled.
+
+    The project's file is written only when absent or pimainteno's own (its first line is
+    SUMMARY_MARKER) and untracked; only a file pimainteno created is kept out of `git status`. A user's
+    file is never replaced or hidden: the summary then goes to the state directory, said in one line.
+    """
     if not project.summary_file:
-        return
+        return None
     target = project.path / project.summary_file
-    content = text.rstrip() + "\n"
-    if target.is_file() and target.read_text(errors="replace") == content:
-        return  # already current (the common case on a cached summary): no git call
-    tracked = git.git(project.path, "ls-files", "--", project.summary_file).strip()
-    if tracked:
-        log.warning("%s: %s is tracked by git; not overwriting it with the summary", project.name, target)
-        return
-    git.exclude_locally(project.path, project.summary_file)
+    content = f"{SUMMARY_MARKER}\n{text.rstrip()}\n"
+    why_not = _not_ours(project, target, text)
+    if why_not is None and target.is_file() and target.read_text(errors="replace") == content:
+        return target  # already current (the common case on a cached summary): no git call
+    if why_not is None and git.git(project.path, "ls-files", "--", project.summary_file).strip():
+        why_not = "git tracks it"
+    if why_not is None:
+        try:
+            _write_atomically(target, content)
+        except FileExistsError:
+            why_not = "appeared while the summary was written"
+        else:
+            git.exclude_locally(project.path, project.summary_file)
+            return target
+    kept = app.state_subdir("summaries") / f"{project.name}.md"
+    _write_atomically(kept, content)
+    log.warning("%s: %s %s; the summary is in %s instead", project.name, target, why_not, kept)
+    return kept
+
+
+def _not_ours(project: Project, target: Path, text: str) -> str | None:
+    """Why ``target`` is not pimainteno's to write (None: it is absent or pimainteno's own)."""
+    root = project.path.resolve()
+    if not target.parent.resolve().is_relative_to(root):
+        return "is outside the project (through a symbolic link)"
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        return "is not a regular file"
+    if not target.exists():
+        return None
+    with target.open("rb") as f:
+        first = f.readline(len(SUMMARY_MARKER) + 2)
+    if first.rstrip(b"\n") == SUMMARY_MARKER.encode():
+        return None
+    legacy = (text.rstrip() + "\n").encode()  # what pimainteno wrote before the marker existed
+    if target.stat().st_size == len(legacy) and target.read_bytes() == legacy:
+        return None
+    return "is not pimainteno's (its first line is not pimainteno's marker)"
+
+
+def _write_atomically(target: Path, content: str) -> None:
+    """Replace pimainteno's own file, or create one without ever replacing a file that appeared meanwhile."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    ours = target.exists()
     fd, tmp = tempfile.mkstemp(prefix=".pimainteno-", dir=target.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(content)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+        os.chmod(tmp, 0o644)
+        if ours:
+            os.replace(tmp, target)
+        else:
+            os.link(tmp, target)  # FileExistsError rather than replacing a file created since the check
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def checked_key(project: Project) -> str:

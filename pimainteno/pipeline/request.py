@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pimainteno import errors
 from pimainteno.config import MODES  # how far an automatic run may go, in chain order: declared there once
+from pimainteno.records import scrub
 
 if TYPE_CHECKING:
     from pimainteno.queue import Trigger
@@ -45,6 +46,10 @@ class RunOutcome:
     proposal_id: int | None = None
     commit_sha: str | None = None
     exit_code: int = errors.OK  # what `run` exits with for this outcome
+
+    def __post_init__(self) -> None:
+        # Printed by `run`/`drain` (--json too) and kept in `triggers`: a secret quoted by a tool never shows.
+        object.__setattr__(self, "error", scrub(self.error))
 
     def but(self, **changes: Any) -> RunOutcome:
         return replace(self, **changes)

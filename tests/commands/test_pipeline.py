@@ -16,6 +16,7 @@ import pytest
 
 from pimainteno import db, errors
 from pimainteno.commands.demo import make_sample
+from pimainteno.pipeline.propose import SUMMARY_MARKER
 from tests.conftest import run_cli, run_git
 
 PY = sys.executable
@@ -64,7 +65,7 @@ def test_summarize_is_cached_by_head_and_never_dirties_the_repo(tmp_path: Path) 
     first = run_cli("summarize", "app")
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("# app\n") and "A tiny temperature converter" in first.stdout
-    assert (repo / "codex.md").read_text() == first.stdout
+    assert (repo / "codex.md").read_text() == SUMMARY_MARKER + "\n" + first.stdout
     assert run_git(repo, "status", "--porcelain") == ""
     second = run_cli("summarize", "app")
     assert second.stdout == first.stdout
