@@ -10,7 +10,7 @@ CODEX := .tools/node_modules/.bin/codex
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,fleet]'
 	@touch $@
 
 system-deps:

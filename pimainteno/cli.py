@@ -358,6 +358,12 @@ def install_systemd(app: App, user_mode: bool, unit_dir: Path | None, enable: bo
         click.echo("not enabled: re-run with --enable to reload systemd and start the units", err=True)
 
 
+from pimainteno.cli_fleet import COMMANDS as _FLEET_COMMANDS  # noqa: E402
+
+for _command in _FLEET_COMMANDS:
+    cli.add_command(_command)
+
+
 def _on_sigterm(signum: int, frame: Any) -> NoReturn:
     # systemd stops us with SIGTERM: unwind like Ctrl-C so worktrees and locks are cleaned up.
     raise KeyboardInterrupt
