@@ -14,12 +14,13 @@ import logging
 import os
 import signal
 import subprocess
+from pathlib import Path
 from types import FrameType
 from typing import IO
 
 from pimainteno import db, fleet
 from pimainteno.app import App
-from pimainteno.errors import InputError, ToolError
+from pimainteno.errors import InputError, PimaintenoError, ToolError
 from pimainteno.procs import kill_group
 
 log = logging.getLogger("pimainteno")
@@ -54,7 +55,28 @@ def prepare(app: App, replicate: fleet.Replicate) -> tuple[list[str], dict[str, 
             db.set_status(d, "web.url", url)
         db.set_status(d, fleet.HEARTBEAT_KEY, db.now())
     path = fleet.write_litestream_config(app.state_dir, app.database_path, replicate)
+    _forget_a_vanished_replica(app, replicate, path, env)
     return [binary, "replicate", "-no-expand-env", "-config", str(path)], env
+
+
+def _forget_a_vanished_replica(app: App, replicate: fleet.Replicate, config: Path, env: dict[str, str]) -> None:
+    """An empty replica but local Litestream positions (the host was retired centrally, then came back):
+    Litestream would go on from positions the replica no longer has; reset it to start with a snapshot."""
+    from pimainteno.fleet_restore import replica_info, run_litestream
+
+    local = app.database_path.with_name(f".{app.database_path.name}-litestream")
+    if not local.exists():
+        return
+    try:
+        empty = replica_info(replicate.replica_url(), env, timeout=30).files == 0
+    except PimaintenoError as e:  # unreachable now: Litestream retries, and the fleet shows the host stale
+        log.warning("replicate: cannot list the replica (%s); starting anyway", e)
+        return
+    if empty:
+        log.info(
+            "the replica %s is empty: resetting Litestream's positions for a fresh snapshot", replicate.replica_url()
+        )
+        run_litestream(["reset", "-no-expand-env", "-config", str(config), str(app.database_path)], env)
 
 
 def _die_with_parent() -> None:
