@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` and `tests` impor
 
 from bench.common import Row  # noqa: E402
 
-NAMES = ("cold_start", "no_change", "hook", "failures", "dashboard", "writers", "prompt", "queue")
+NAMES = ("cold_start", "no_change", "hook", "failures", "dashboard", "writers", "prompt", "queue", "fleet")
 
 
 def figure(name: str) -> Callable[[], list[Row]]:
