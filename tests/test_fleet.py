@@ -8,9 +8,12 @@ processes running the real Litestream to `file://` replicas in one shared direct
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -243,8 +246,17 @@ def test_three_hosts_replicate_and_one_fleet_view_shows_them(tmp_path: Path, pro
     assert again.returncode == 0, again.stderr
     wait_for("host 2's second run", lambda: hosts_of(base)["host-2"]["projects"][0]["last_run"]["id"] == 2, 30)
 
-    # host 3 stops replicating: marked stale, the others stay fine
-    assert Procs.stop(replicators["host-3"]) in (0, 130), procs.log("host-3")
+    # a name with a marker but no replica files (claimed, never replicated) is shown as missing
+    (replicas / "host-4").mkdir()
+    (replicas / "host-4" / fleet.MARKER).write_text("{}")
+    hosts = wait_for(
+        "host 4 missing", lambda: (h := hosts_of(base)).get("host-4", {}).get("state") == "missing" and h, 30
+    )
+    assert [hosts[f"host-{n}"]["state"] for n in (1, 2, 3)] == ["ok", "ok", "ok"]
+
+    # host 3 stops replicating (SIGTERM, as systemctl stop): Litestream goes too, host 3 turns stale
+    assert Procs.stop(replicators["host-3"]) == 130, procs.log("host-3")
+    assert not litestreams_for(tmp_path / "host-3" / "state" / fleet.LITESTREAM_CONFIG)
     hosts = wait_for("host 3 stale", lambda: (h := hosts_of(base))["host-3"]["state"] == "stale" and h, 30)
     assert hosts["host-1"]["state"] == "ok" and hosts["host-2"]["state"] == "ok"
     assert hosts["host-3"]["projects"][0]["name"] == "app-3"  # its last copy is still served
@@ -275,6 +287,48 @@ def test_three_hosts_replicate_and_one_fleet_view_shows_them(tmp_path: Path, pro
     assert central.poll() is None, procs.log("fleet")
     for name in ("host-1", "host-2"):
         assert replicators[name].poll() is None, procs.log(name)
+
+
+def litestreams_for(config: Path) -> list[int]:
+    """Pids of Litestream processes running with this configuration file."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"litestream") and str(config).encode() in argv:
+                found.append(int(proc.name))
+    return found
+
+
+@needs_litestream
+def test_a_retired_host_that_comes_back_replicates_afresh(tmp_path: Path, procs: Procs) -> None:
+    """Its replica was deleted centrally, its Litestream positions were not: replicate starts over."""
+    config = make_host(tmp_path / "pi", 1)
+    url = f"file://{tmp_path / 'nas'}"
+    args = ("--config", str(config), "replicate", "--url", url, "--name", "pi", "--interval", INTERVAL)
+    ltx = tmp_path / "nas" / "pi" / "ltx"
+    first = procs.start("first", *args)
+    wait_for("the first replica", lambda: ltx.is_dir() and list(ltx.rglob("*.ltx")), 30)
+    assert Procs.stop(first) == 130
+    shutil.rmtree(tmp_path / "nas" / "pi")  # retired centrally
+    again = procs.start("again", *args)
+    wait_for("a fresh replica", lambda: ltx.is_dir() and list(ltx.rglob("*.ltx")), 30)
+    assert "is empty: resetting Litestream's positions" in procs.log("again")
+    wait_for("a restorable replica holding the run", lambda: restorable(f"{url}/pi", tmp_path / "cache"), 30)
+    assert again.poll() is None, procs.log("again")
+
+
+def restorable(url: str, cache: Path) -> bool:
+    """The central side restores the replica, checked, and it holds the host's run."""
+    root, host = url.rsplit("/", 1)
+    view = fleet_restore.refresh(fleet.Replicate(url=root, host=host), fleet_restore.HostView(host), cache)
+    if view.snapshot is None or view.problem is not None:
+        return False
+    with contextlib.closing(sqlite3.connect(view.snapshot)) as conn:
+        return conn.execute("SELECT count(*) FROM runs WHERE project = 'app-1'").fetchone()[0] == 1
 
 
 def screenshot(url: str, tmp_path: Path) -> None:
