@@ -246,8 +246,10 @@ def claim(replicate: Replicate, state_dir: Path) -> str:
     me = {"host": replicate.host, "id": host_id(state_dir), "hostname": socket.gethostname(), "claimed_at": _now()}
     target = root / replicate.host
     marker = target / MARKER
+    if not root.is_dir():  # never create it: on an unmounted share that would fill the local disk
+        raise ToolError(f"replica directory {root} does not exist: mount the share, or create the directory once")
     try:
-        target.mkdir(parents=True, exist_ok=True)
+        target.mkdir(exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{MARKER}.", dir=target)
         with os.fdopen(fd, "w") as f:
             json.dump(me, f)

@@ -38,6 +38,8 @@ def unit_text(
         "HARDENING": hardening,
         "IDENTITY": "" if user else f"User={_user()}\n",
         "NETWORK": "" if user else "Wants=network-online.target\nAfter=network-online.target\n",
+        # a NAS share: start only once it is mounted, so nothing is written into the bare mount point
+        "MOUNTS": f"RequiresMountsFor={_quoted(str(root))}\n" if root is not None else "",
         "WANTED_BY": "default.target" if user else "multi-user.target",
     }
     text = resources.files("pimainteno").joinpath("templates/systemd/pimainteno-replicate.service").read_text()

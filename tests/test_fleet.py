@@ -26,7 +26,7 @@ import pytest
 
 from pimainteno import fleet, fleet_restore, fleet_units
 from pimainteno.commands.demo import make_sample
-from pimainteno.errors import ConfigError, InputError
+from pimainteno.errors import ConfigError, InputError, ToolError
 from tests.conftest import REPO_ROOT, run_cli
 
 PY = sys.executable
@@ -99,10 +99,20 @@ def test_litestream_config_holds_paths_not_secrets(tmp_path: Path) -> None:
     assert f'EnvironmentFile="{env_file}"' in unit
     assert "ExecStart=/venv/bin/python -m pimainteno replicate\n" in unit and "ProtectSystem=strict" in unit
     assert "@" not in unit.replace("pimainteno-replicate", "")
+    nas = fleet.Replicate(url="file:///mnt/nas/pimainteno", host="pi-1")
+    unit = fleet_units.unit_text(
+        nas, pimainteno="pm", db_path=Path("/srv/pm/p.db"), state_dir=Path("/srv/pm"), user=False
+    )
+    assert 'RequiresMountsFor="/mnt/nas/pimainteno"\n' in unit and 'ReadWritePaths=-"/mnt/nas/pimainteno"\n' in unit
+    assert "EnvironmentFile" not in unit and "PrivateTmp=yes" in unit
 
 
 def test_two_hosts_claiming_one_name_are_refused(tmp_path: Path) -> None:
     rep = fleet.Replicate(url=f"file://{tmp_path}/replicas", host="pi-1")
+    with pytest.raises(ToolError, match="replicas does not exist: mount the share, or create the directory once"):
+        fleet.claim(rep, tmp_path / "state-a")  # an unmounted share must not fill the local disk
+    assert not (tmp_path / "replicas").exists()
+    (tmp_path / "replicas").mkdir()
     assert fleet.claim(rep, tmp_path / "state-a").startswith("claimed ")
     assert fleet.claim(rep, tmp_path / "state-a").startswith("ours already")
     with pytest.raises(InputError, match="replica name 'pi-1' already belongs to another host"):
@@ -204,6 +214,7 @@ def hosts_of(base: str) -> dict[str, dict[str, Any]]:
 @needs_litestream
 def test_three_hosts_replicate_and_one_fleet_view_shows_them(tmp_path: Path, procs: Procs) -> None:
     replicas = tmp_path / "nas"
+    replicas.mkdir()
     url = f"file://{replicas}"
     configs = {f"host-{n}": make_host(tmp_path / f"host-{n}", n) for n in (1, 2, 3)}
     replicators = {
@@ -307,6 +318,7 @@ def litestreams_for(config: Path) -> list[int]:
 def test_a_retired_host_that_comes_back_replicates_afresh(tmp_path: Path, procs: Procs) -> None:
     """Its replica was deleted centrally, its Litestream positions were not: replicate starts over."""
     config = make_host(tmp_path / "pi", 1)
+    (tmp_path / "nas").mkdir()
     url = f"file://{tmp_path / 'nas'}"
     args = ("--config", str(config), "replicate", "--url", url, "--name", "pi", "--interval", INTERVAL)
     ltx = tmp_path / "nas" / "pi" / "ltx"

@@ -118,6 +118,7 @@ def measure() -> list[Row]:
     with workspace("fleet") as ws:
         progress(f"3 hosts with {RUNS:,} runs each")
         configs = {h: make_host(ws, h) for h in HOSTS}
+        (ws.root / "nas").mkdir()
         url = f"file://{ws.root / 'nas'}"
         with contextlib.ExitStack() as stack:
             for h, cfg in configs.items():

@@ -92,11 +92,11 @@ def _beat(app: App) -> None:
         log.warning("replicate: could not write the heartbeat: %s", e)
 
 
-def replicate(app: App, replicate: fleet.Replicate) -> int:
+def replicate(app: App, settings: fleet.Replicate) -> int:
     """Run Litestream until it exits or we are signalled; its exit status."""
     lock = _lock(app)
     try:
-        return _replicate(app, replicate)
+        return _replicate(app, settings)
     finally:
         lock.close()
 
