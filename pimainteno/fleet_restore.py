@@ -208,6 +208,11 @@ def discard_old(cache_dir: Path, host: str, keep: Path) -> None:
             _remove(path)
 
 
+def forget(cache_dir: Path, host: str) -> None:
+    """Delete a retired host's copies."""
+    shutil.rmtree(cache_dir / host, ignore_errors=True)
+
+
 def reset_cache(cache_dir: Path) -> None:
     """Start from an empty cache: copies from an earlier run may belong to retired hosts."""
     if cache_dir.exists():

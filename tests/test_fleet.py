@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -207,6 +208,14 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
     raise AssertionError(f"timed out waiting for {what}; last: {last}")
 
 
+def not_found(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=10).close()
+    except urllib.error.HTTPError as e:
+        return e.code == 404
+    return False
+
+
 def hosts_of(base: str) -> dict[str, dict[str, Any]]:
     return {h["name"]: h for h in get_json(base + "/-/fleet.json")["hosts"]}
 
@@ -295,6 +304,12 @@ def test_three_hosts_replicate_and_one_fleet_view_shows_them(tmp_path: Path, pro
 
     if CHROMIUM.exists():
         screenshot(base + "/-/fleet", tmp_path)
+
+    # host 3 retired centrally (its replica directory deleted): gone from the page and from Datasette
+    shutil.rmtree(replicas / "host-3")
+    wait_for("host 3 gone", lambda: "host-3" not in hosts_of(base), 30)
+    wait_for("/host-3 gone", lambda: not_found(f"{base}/host-3/runs.json"), 10)
+    assert sorted(hosts_of(base)) == ["host-1", "host-2", "host-4"]
     assert central.poll() is None, procs.log("fleet")
     for name in ("host-1", "host-2"):
         assert replicators[name].poll() is None, procs.log(name)

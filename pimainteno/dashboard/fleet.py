@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +33,7 @@ from pimainteno.fleet_restore import HostView
 log = logging.getLogger("pimainteno")
 PLUGIN = "pimainteno-fleet"
 METADATA = {"plugins": {PLUGIN: {"fleet": True}}}  # what make_datasette passes to mark the fleet's Datasette
+RESTORE_WORKERS = 4  # hosts restored at once: one slow store does not hold up the others
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -84,18 +86,29 @@ class Fleet:
     refreshed: threading.Event = field(default_factory=threading.Event)  # set after each full pass
 
     def refresh_once(self, ds: Any) -> None:
-        """One pass over the fleet: restore what changed, swap it in, forget nothing that still serves."""
-        for host in fleet_restore.list_hosts(self.replicate):
-            before = self.views.get(host, HostView(host))
-            after = fleet_restore.refresh(self.replicate, before, self.cache_dir, self.env)
-            if after.snapshot is not None and after.snapshot != before.snapshot:
-                self.generation += 1
-                swap(ds, host, Snapshot(ds, after.snapshot, self.generation))
-                fleet_restore.discard_old(self.cache_dir, host, after.snapshot)
-                log.info("fleet: %s restored at txid %s", host, after.txid)
-            elif after.problem and after.problem != before.problem:
-                log.warning("fleet: %s: %s", host, after.problem)
-            self.views[host] = after
+        """One pass over the fleet: restore what changed (a few hosts at once), swap it in, drop retired hosts."""
+        hosts = fleet_restore.list_hosts(self.replicate)
+        before = {h: self.views.get(h, HostView(h)) for h in hosts}
+        with ThreadPoolExecutor(max_workers=RESTORE_WORKERS, thread_name_prefix="pimainteno-restore") as pool:
+            done = pool.map(
+                lambda v: fleet_restore.refresh(self.replicate, v, self.cache_dir, self.env), before.values()
+            )
+            for old, after in zip(before.values(), done, strict=True):
+                host = after.name
+                if after.snapshot is not None and after.snapshot != old.snapshot:
+                    self.generation += 1
+                    swap(ds, host, Snapshot(ds, after.snapshot, self.generation))
+                    fleet_restore.discard_old(self.cache_dir, host, after.snapshot)
+                    log.info("fleet: %s restored at txid %s", host, after.txid)
+                elif after.problem and after.problem != old.problem:
+                    log.warning("fleet: %s: %s", host, after.problem)
+                self.views[host] = after
+        for gone in set(self.views) - set(hosts):  # retired: its replica directory was deleted
+            del self.views[gone]
+            if gone in ds.databases:
+                ds.remove_database(gone)
+            fleet_restore.forget(self.cache_dir, gone)
+            log.info("fleet: %s retired (no replica any more)", gone)
         self.refreshed.set()
 
     def run(self, ds: Any) -> None:
@@ -182,8 +195,7 @@ async def fleet_data(ds: Any) -> dict[str, Any]:
     at = datetime.now(UTC)
     since = (at - timedelta(hours=24)).isoformat(timespec="seconds").replace("+00:00", "Z")
     hosts = []
-    for name in fleet_restore.list_hosts(fleet.replicate) or sorted(fleet.views):
-        view = fleet.views.get(name, HostView(name))
+    for name, view in sorted(dict(fleet.views).items()):  # as of the refresher's last pass
         state, detail = fleet_restore.condition(view, fleet.replicate.interval, at)
         projects: list[dict[str, Any]] = []
         db = ds.databases.get(name)
