@@ -253,6 +253,10 @@ def test_three_hosts_replicate_and_one_fleet_view_shows_them(tmp_path: Path, pro
     with urllib.request.urlopen(base + "/", timeout=10) as response:  # `/` is the fleet, not one host
         assert response.url.endswith("/-/fleet")
         page = response.read().decode()
+    post = urllib.request.Request(f"{base}/api/projects/app-1/run", data=b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused_run:  # the host plugin's "Run now" writes nothing here
+        urllib.request.urlopen(post, timeout=10)
+    assert refused_run.value.code == 403
     assert 'id="project-host-3-app-3"' in page and 'method="post"' not in page  # read-only: no forms
 
     # doctor's view from host 1: the replica is reachable and not behind
