@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -183,6 +184,8 @@ def make_host(root: Path, n: int) -> Path:
         f"[state]\ndir = {json.dumps(str(root / 'state'))}\n\n"
         f'[[project]]\nname = "app-{n}"\npath = {json.dumps(str(repo))}\nbranch = "main"\n'
         f'test = {json.dumps(TESTS)}\nmode = "push"\nrestart = false\ntest_timeout = 60\n'
+        # host 1's dashboard listens for other machines: the fleet page links to it
+        + ('\n[web]\nhost = "0.0.0.0"\nport = 8011\n' if n == 1 else "")
     )
     done = run_cli("--config", str(config), "run", f"app-{n}")
     assert done.returncode == 0, done.stderr
@@ -248,6 +251,7 @@ def test_three_hosts_replicate_and_one_fleet_view_shows_them(tmp_path: Path, pro
         assert project["last_run"]["status"] == "ok" and project["last_push"]
         assert project["calls_24h"] >= 2  # summary and patch, through the command provider
         assert project["links"]["last_run"] == f"/host-{n}/runs/{project['last_run']['id']}"
+    assert hosts["host-1"]["web_url"] == f"http://{socket.getfqdn()}:8011/" and hosts["host-2"]["web_url"] is None
     runs = get_json(f"{base}/host-2/runs.json?_shape=array")
     assert [r["project"] for r in runs] == ["app-2"]
     with urllib.request.urlopen(base + "/", timeout=10) as response:  # `/` is the fleet, not one host
@@ -393,3 +397,16 @@ def test_condition_names_missing_broken_and_stale_hosts(tmp_path: Path) -> None:
     old = fleet_restore.HostView("a", snapshot=snap, heartbeat="2026-01-01T00:00:00.000Z", interval=10)
     state, detail = fleet_restore.condition(old, 1)
     assert state == "stale" and detail.endswith("(stale after 30s)")
+
+
+def test_commands_refuse_bad_settings_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "PiMainteno.toml").write_text('[llm]\nprovider = "command"\ncommand = "true"\n')
+    no_url = run_cli("replicate")
+    assert no_url.returncode == 3
+    assert no_url.stderr == "Error: no replica URL: set [replicate] url in the configuration, or pass --url\n"
+    bad = run_cli("fleet", "--url", "http://nas/fleet")
+    assert bad.returncode == 3 and bad.stderr.startswith("Error: [replicate] url: 'http://nas/fleet': Litestream")
+    assert len(bad.stderr.splitlines()) == 1
+    unmounted = run_cli("replicate", "--url", f"file://{tmp_path}/not-mounted", "--name", "pi")
+    assert unmounted.returncode == 4 and "does not exist: mount the share" in unmounted.stderr
+    assert not (tmp_path / "not-mounted").exists()
