@@ -67,7 +67,9 @@ def list_hosts(replicate: fleet.Replicate) -> list[str]:
     """The fleet: `hosts` from the settings, plus every host directory found under a file:// URL."""
     found = set(replicate.hosts)
     root = replicate.file_root()
-    if root is not None and root.is_dir():
+    if root is not None:
+        if not root.is_dir():  # an unmounted share is not a fleet whose hosts all retired
+            raise ToolError(f"replica directory {root} is not there (is the share mounted?)")
         for entry in root.iterdir():
             if (
                 fleet.HOST_NAME.match(entry.name)
@@ -91,6 +93,7 @@ class HostView:
     interval: float | None = None  # the host's own [replicate] interval
     web_url: str | None = None
     problem: str | None = None  # why the last refresh failed (None: it worked)
+    failed_txid: str | None = None  # the replica state that failed to restore: not retried until it changes
     missing: bool = False  # nothing has ever been replicated under this name
 
 
@@ -129,8 +132,8 @@ def condition(view: HostView, default_interval: float, at: datetime | None = Non
     return "ok", f"data {data_age:.0f}s old"
 
 
-def _inspect(path: Path) -> dict[str, str]:
-    """Check a restored file and make it self-contained; its `status` rows, or ValueError."""
+def _inspect(path: Path) -> dict[str, tuple[str, str]]:
+    """Check a restored file and make it self-contained; its `status` rows (value, updated_at), or ValueError."""
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=5)
         try:
@@ -141,17 +144,11 @@ def _inspect(path: Path) -> dict[str, str]:
             names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not names >= TABLES:
                 raise ValueError(f"not a pimainteno database (no {', '.join(sorted(TABLES - names))} table)")
-            return {k: v for k, v in conn.execute("SELECT key, value FROM status")}
+            return {k: (v, t) for k, v, t in conn.execute("SELECT key, value, updated_at FROM status")}
         finally:
             conn.close()
     except sqlite3.DatabaseError as e:
         raise ValueError(f"corrupt copy: {e}") from None
-
-
-def _status_time(path: Path, key: str) -> str | None:
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-        row = conn.execute("SELECT updated_at FROM status WHERE key = ?", [key]).fetchone()
-    return row[0] if row else None
 
 
 def refresh(
@@ -167,6 +164,8 @@ def refresh(
         return replace(view, missing=view.snapshot is None, problem="no replica files (never replicated, or retired)")
     if view.snapshot is not None and info.max_txid == view.txid and view.snapshot.exists():
         return replace(view, replica_newest=info.newest, problem=None)
+    if view.problem and info.max_txid == view.failed_txid:
+        return view  # the same broken files: trying again would only fail again
     host_dir = cache_dir / view.name
     host_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     new = host_dir / f".{info.max_txid}.restoring.db"
@@ -175,23 +174,22 @@ def refresh(
     try:
         run_litestream(["restore", "-o", str(new), url], env)
         status = _inspect(new)
-        heartbeat = _status_time(new, fleet.HEARTBEAT_KEY)
         os.replace(new, final)  # complete and checked: only now does it get its served name
     except (PimaintenoError, ValueError, OSError) as e:
         _remove(new)
-        return replace(view, problem=f"restore failed: {e}", missing=False)
+        return replace(view, problem=f"restore failed: {e}", failed_txid=info.max_txid, missing=False)
     interval = None
     with contextlib.suppress(TypeError, ValueError):
-        interval = float(status.get("replicate.interval", ""))
+        interval = float(status.get("replicate.interval", ("", ""))[0])
     return HostView(
         name=view.name,
         snapshot=final,
         txid=info.max_txid,
         restored_at=now(),
         replica_newest=info.newest,
-        heartbeat=heartbeat,
+        heartbeat=status.get(fleet.HEARTBEAT_KEY, ("", ""))[1] or None,
         interval=interval,
-        web_url=status.get("web.url") or None,
+        web_url=status.get("web.url", ("", ""))[0] or None,
     )
 
 

@@ -410,3 +410,38 @@ def test_commands_refuse_bad_settings_in_one_line(tmp_path: Path) -> None:
     unmounted = run_cli("replicate", "--url", f"file://{tmp_path}/not-mounted", "--name", "pi")
     assert unmounted.returncode == 4 and "does not exist: mount the share" in unmounted.stderr
     assert not (tmp_path / "not-mounted").exists()
+
+
+@needs_litestream
+def test_an_unmounted_share_keeps_every_host_and_its_last_copy(tmp_path: Path) -> None:
+    from datasette.app import Datasette
+
+    from pimainteno import db
+    from pimainteno.dashboard import fleet as view
+
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    rep = fleet.Replicate(url=f"file://{nas}", host="pi", interval=1.0)
+    d = db.open_db(tmp_path / "pi.db")
+    db.set_status(d, fleet.HEARTBEAT_KEY, db.now())
+    d.conn.close()
+    config = tmp_path / "litestream.yml"
+    config.write_text(fleet.render_litestream_config(tmp_path / "pi.db", rep))
+    once = subprocess.run([fleet.require_litestream(), "replicate", "-once", "-config", str(config)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert once.returncode == 0, once.stderr
+
+    ds = Datasette([])
+    state = view.Fleet(rep, tmp_path / "cache")
+    state.refresh_once(ds)
+    served = state.views["pi"]
+    assert served.snapshot is not None and served.problem is None and ds.databases["pi"].path == str(served.snapshot)
+
+    nas.rename(tmp_path / "nas-away")  # the share drops out
+    state.refresh_once(ds)
+    assert state.views["pi"].snapshot == served.snapshot and "pi" in ds.databases
+    assert fleet_restore.condition(state.views["pi"], 1.0)[1].startswith(f"replica directory {nas} is not there")
+
+    (tmp_path / "nas-away").rename(nas)  # and comes back
+    state.refresh_once(ds)
+    assert state.views["pi"].problem is None and state.views["pi"].snapshot == served.snapshot

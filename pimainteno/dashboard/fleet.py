@@ -16,7 +16,7 @@ import threading
 import weakref
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from datasette.utils.asgi import Forbidden, Response
 
 from pimainteno import fleet as fleet_mod
 from pimainteno import fleet_restore
+from pimainteno.errors import PimaintenoError
 from pimainteno.fleet_restore import HostView
 
 log = logging.getLogger("pimainteno")
@@ -87,7 +88,14 @@ class Fleet:
 
     def refresh_once(self, ds: Any) -> None:
         """One pass over the fleet: restore what changed (a few hosts at once), swap it in, drop retired hosts."""
-        hosts = fleet_restore.list_hosts(self.replicate)
+        try:
+            hosts = fleet_restore.list_hosts(self.replicate)
+        except PimaintenoError as e:  # keep every host and its last copy, and say why nothing is fresh
+            if not self.refreshed.is_set() or any(v.problem != str(e) for v in self.views.values()):
+                log.warning("fleet: %s", e)
+            self.views = {h: replace(v, problem=str(e)) for h, v in self.views.items()}
+            self.refreshed.set()
+            return
         before = {h: self.views.get(h, HostView(h)) for h in hosts}
         with ThreadPoolExecutor(max_workers=RESTORE_WORKERS, thread_name_prefix="pimainteno-restore") as pool:
             done = pool.map(
