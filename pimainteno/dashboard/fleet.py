@@ -107,7 +107,7 @@ class Fleet:
                     self.generation += 1
                     swap(ds, host, Snapshot(ds, after.snapshot, self.generation))
                     fleet_restore.discard_old(self.cache_dir, host, after.snapshot)
-                    log.info("fleet: %s restored at txid %s", host, after.txid)
+                    log.debug("fleet: %s restored at txid %s", host, after.txid)
                 elif after.problem and after.problem != old.problem:
                     log.warning("fleet: %s: %s", host, after.problem)
                 self.views[host] = after
