@@ -11,7 +11,7 @@ CODEX := .tools/node_modules/.bin/codex
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,systemd,demo]'
+	$(PY) -m pip install --quiet -e '.[test,systemd,demo,fleet]'
 	@touch $@
 
 $(VENV)/.installed-demo: pyproject.toml

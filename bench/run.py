@@ -30,6 +30,7 @@ NAMES = (
     "sandbox",
     "drain",
     "codex_overhead",
+    "fleet",
 )
 
 

@@ -269,6 +269,12 @@ def drain(app: App, follow: bool, json_: bool) -> None:
 from pimainteno import cli_host  # noqa: E402,F401
 
 
+from pimainteno.cli_fleet import COMMANDS as _FLEET_COMMANDS  # noqa: E402
+
+for _command in _FLEET_COMMANDS:
+    cli.add_command(_command)
+
+
 def _on_sigterm(signum: int, frame: Any) -> NoReturn:
     # systemd stops us with SIGTERM: unwind like Ctrl-C so worktrees and locks are cleaned up.
     raise KeyboardInterrupt
