@@ -267,8 +267,6 @@ def drain(app: App, follow: bool, json_: bool) -> None:
 
 # The set-up and service commands live beside this module; importing it registers them.
 from pimainteno import cli_host  # noqa: E402,F401
-
-
 from pimainteno.cli_fleet import COMMANDS as _FLEET_COMMANDS  # noqa: E402
 
 for _command in _FLEET_COMMANDS:

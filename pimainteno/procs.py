@@ -190,6 +190,11 @@ def _end(proc: subprocess.Popen[bytes], inodes: set[int]) -> None:
         proc.wait(timeout=KILL_GRACE)  # returncode stays None if even SIGKILL could not end it
 
 
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """End a process started in its own group, and its whole tree: TERM, then KILL (as at a deadline)."""
+    _end(proc, set())
+
+
 def _signal(pgid: int, pids: set[int], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)

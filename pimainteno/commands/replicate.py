@@ -133,7 +133,7 @@ def _replicate(app: App, replicate: fleet.Replicate) -> int:
                     try:
                         code = proc.wait(timeout=STOP_GRACE_S)
                     except subprocess.TimeoutExpired:
-                        kill_group(proc)  # type: ignore[arg-type]
+                        kill_group(proc)
                         code = proc.wait()
                     break
                 _beat(app)
@@ -141,7 +141,7 @@ def _replicate(app: App, replicate: fleet.Replicate) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
         if proc.poll() is None:
-            kill_group(proc)  # type: ignore[arg-type]
+            kill_group(proc)
     if code < 0:
         code = 128 - code
     if received and code in (0, 128 + signal.SIGTERM):
