@@ -208,3 +208,20 @@ def test_the_bubblewrap_check_is_the_one_a_run_makes(
     assert checks[None, "bubblewrap"] == {
         "name": "bubblewrap", "status": "fail", "detail": sandbox.INSTALL_HINT, "fix": "", "project": None,
     }  # fmt: skip
+
+
+def test_a_relative_test_command_outside_git_is_named(tmp_path: Path, repo: Path) -> None:
+    python = repo / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(sys.executable)
+    (repo / ".git" / "info" / "exclude").write_text(".venv/\n")
+    configure(tmp_path, repo, 'test = ".venv/bin/python -m unittest"\n')
+    _, checks = doctor("app")
+    test = checks["app", "test command"]
+    assert (test["status"], test["detail"]) == (
+        "warn", ".venv/bin/python -m unittest: .venv/bin/python is not in git, so a fresh worktree lacks it",
+    )  # fmt: skip
+    assert test["fix"] == f"runs prove patches in a fresh worktree: write its absolute path, {python}"
+    configure(tmp_path, repo, f'test = "{python} -m unittest"\n')
+    _, checks = doctor("app")
+    assert checks["app", "test command"]["status"] == "ok"
