@@ -19,7 +19,6 @@ from pimainteno.procs import run_command
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 MARKS = {OK: "✓", WARN: "!", FAIL: "✗"}
-CODEX_TESTED = ((0, 169, 0), (0, 171, 0))  # the oldest and newest codex releases the tests pass with
 PROBE_TIMEOUT = 15.0  # seconds per probe (git ls-remote, codex sandbox, bwrap, systemctl)
 # never prompt for a password or a host key: a doctor run must not hang on a terminal it does not own
 QUIET_GIT = {"GIT_TERMINAL_PROMPT": "0", "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=10"}
@@ -110,12 +109,6 @@ def command_found(word: str, cwd: Path) -> bool:
     return shutil.which(word) is not None
 
 
-def codex_version(codex: str) -> tuple[int, ...] | None:
-    ok, out = probe([codex, "--version"])
-    found = re.search(r"(\d+)\.(\d+)\.(\d+)", out) if ok else None
-    return tuple(int(x) for x in found.groups()) if found else None
-
-
 def provider_checks(cfg: Any) -> Iterator[Check]:
     """Each provider in use: codex found, its version, its sandbox; or the fixer command found."""
     used = {cfg.provider_for(p) for p in cfg.projects} or {cfg.llm.provider}
@@ -151,26 +144,19 @@ def provider_checks(cfg: Any) -> Iterator[Check]:
 
 def _codex_checks(llm: Any) -> Iterator[Check]:
     from pimainteno.errors import ToolError
-    from pimainteno.providers.codex import find_codex
+    from pimainteno.providers.codex import codex_version, find_codex, version_warning
 
     try:
         codex = find_codex(llm)
     except ToolError as e:
         yield Check("codex", FAIL, str(e).split(";")[0], "npm install -g @openai/codex, or set [llm] codex = PATH")
         return
-    version = codex_version(codex)
-    shown = ".".join(map(str, version)) if version else "unknown"
-    lo, hi = CODEX_TESTED
-    if version is None or not lo <= version <= hi:
-        tested = f"{'.'.join(map(str, lo))}–{'.'.join(map(str, hi))}"
-        yield Check(
-            "codex",
-            WARN,
-            f"{codex} version {shown}, not one the tests ran with ({tested})",
-            "it may work; if runs fail, install a tested version",
-        )
+    # the same one line `status` shows (providers.codex.version_warning): a warning, never an error
+    warning = version_warning(llm)
+    if warning:
+        yield Check("codex", WARN, f"{codex}: {warning}")
     else:
-        yield Check("codex", OK, f"{codex} version {shown}")
+        yield Check("codex", OK, f"{codex} version {codex_version(codex)} (tested)")
     helptext = run_command([codex, "sandbox", "--help"], Path("/"), PROBE_TIMEOUT).output
     # codex 0.169-0.171 run `codex sandbox -- CMD`; older releases had a `linux` subcommand
     argv = (
@@ -224,24 +210,14 @@ def system_checks(cfg: Any) -> Iterator[Check]:
     else:
         yield Check("pystemd", level if reachable else WARN, "not installed: restart, watch, heal and rollback cannot talk to systemd",
                     "apt install libsystemd-dev pkg-config gcc && pip install 'pimainteno[systemd]'")  # fmt: skip
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        yield Check(
-            "bubblewrap", FAIL, "bwrap not found: the proof sandbox cannot run the tests", "apt install bubblewrap"
-        )
+    from pimainteno import sandbox
+
+    # the very check a run makes before proving a patch (sandbox.problem), so doctor and runs agree
+    problem = sandbox.problem()
+    if problem is None:
+        yield Check("bubblewrap", OK, "bwrap starts the proof sandbox (no network, no capabilities)")
     else:
-        ok, out = probe([bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all", "true"])
-        fix = (
-            ""
-            if ok
-            else "enable user namespaces: sysctl kernel.unprivileged_userns_clone=1 (and user.max_user_namespaces > 0)"
-        )
-        yield Check(
-            "bubblewrap",
-            OK if ok else FAIL,
-            "bwrap runs a command in new namespaces" if ok else f"bwrap failed: {out}",
-            fix,
-        )
+        yield Check("bubblewrap", FAIL, problem.split("; ")[0], problem.split("; ", 1)[1] if "; " in problem else "")
     yield from _dashboard_checks(cfg)
 
 

@@ -115,6 +115,9 @@ def _test_check(project: Any, check: Callable[..., Check]) -> Check:
             "install it or fix test = ... (run from the project's directory)",
         )
     shown = project.test if isinstance(project.test, str) else shlex.join(project.test)
+    if os.sep in word and not os.path.isabs(word) and not _tracked(project, word):
+        return check("test command", WARN, f"{shown}: {word} is not in git, so a fresh worktree lacks it",
+                     f"runs prove patches in a fresh worktree: write its absolute path, {project.path / word}")  # fmt: skip
     dry_run = _dry_run(project.test, word)
     if dry_run is not None:
         ok, out = probe(dry_run, project.path)
@@ -125,6 +128,11 @@ def _test_check(project: Any, check: Callable[..., Check]) -> Check:
         probe_shown = shlex.join([os.path.basename(word), *dry_run[1:]])
         return check("test command", OK, f"{shown} ({word} found; `{probe_shown}` passes)")
     return check("test command", OK, f"{shown} ({word} found)")
+
+
+def _tracked(project: Any, path: str) -> bool:
+    ok, out = _git(project, "ls-files", "--", path)
+    return ok and bool(out)
 
 
 def _dry_run(command: str | tuple[str, ...], word: str) -> list[str] | None:

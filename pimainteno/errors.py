@@ -13,6 +13,11 @@ VALIDATION_FAILED = 5  # the project's tests failed on a patch, or the unit is u
 INTERRUPTED = 130
 
 
+# Appended to the errors a `pimainteno doctor` check would have caught before the run (a missing codex
+# or fixer, a sandbox that cannot start, a remote that does not answer, a test command that cannot run).
+SEE_DOCTOR = "`pimainteno doctor` checks the whole set-up"
+
+
 class PimaintenoError(Exception):
     """An expected failure with a one-line message that says what to do next."""
 

@@ -7,6 +7,7 @@ wrote them; every filled-in key carries a comment saying where its value came fr
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from dataclasses import dataclass, field
 from importlib import resources
@@ -139,6 +140,10 @@ def describe_repo(path: Path, name: str | None = None) -> Added:
             if command.startswith("python ") and python.is_file():
                 command, how = f"{python} {command[len('python ') :]}", f"{how}; the project's {venv}"
                 break
+        first, _, rest = command.partition(" ")
+        if "/" in first and not first.startswith("/") and (root / first).is_file():
+            # the tests run from a fresh worktree, which has no untracked .venv: name the project's own
+            command = f"{shlex.quote(str(root / first))} {rest}".rstrip()
         found.values["test"], found.sources["test"] = command, f"detected: {how}"
     return found
 

@@ -22,6 +22,7 @@ from typing import BinaryIO
 from pimainteno import git, gitpatch
 from pimainteno.config import PatchPolicy
 from pimainteno.gitpatch import Change, Entry, rejected, shown
+from pimainteno.words import plural
 
 PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_PATCH_BYTES = 32 * 2**20
@@ -259,7 +260,7 @@ def _check_visible(text: str, entries: list[Entry], moves: dict[str, tuple[str, 
             " (do the hunk counts add up?)"
         )
     if heads and len(heads) != len(entries):
-        raise rejected(f"{len(heads)} 'diff --git' lines for the {len(entries)} files git reads")
+        raise rejected(plural(len(heads), "'diff --git' line") + f" for the {plural(len(entries), 'file')} git reads")
     for (at, head), (_, _, path) in zip(heads, entries, strict=False):
         old, q = moves[path][1] if path in moves else path, gitpatch.c_quote
         # git apply -p1 drops the a/ and b/ prefixes, or diff.mnemonicPrefix's c/, i/, w/, o/
@@ -297,7 +298,7 @@ def check_patch(
     root = repo.resolve()
     entries, summary = gitpatch.reading(root, text, timeout)
     if len(entries) > policy.max_files:  # limits first: they also bound the work below
-        raise rejected(f"the patch touches {len(entries)} files, more than max_files={policy.max_files}")
+        raise rejected(f"the patch touches {plural(len(entries), 'file')}, more than max_files={policy.max_files}")
     if (changed := sum((a or 0) + (r or 0) for a, r, _ in entries)) > policy.max_lines:
         raise rejected(f"the patch changes {changed} lines, more than max_lines={policy.max_lines}")
     seen: set[str] = set()

@@ -257,6 +257,9 @@ def _pipe_holders(inodes: set[int]) -> set[int]:
 # --- the user's commands ---------------------------------------------------------------------------
 
 
+NOT_FOUND = 127  # the exit status a shell gives a command it could not find (or not run)
+
+
 @dataclass
 class CommandResult:
     argv: list[str]

@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from pimainteno.errors import ConfigError, ToolError
+from pimainteno.errors import SEE_DOCTOR, ConfigError, ToolError
 from pimainteno.procs import CommandResult, run_command
 
 INSTALL_HINT = "bubblewrap is not installed: apt install bubblewrap"
@@ -122,7 +122,7 @@ def run_tests(
         ]  # fmt: skip
         result = run_command(argv, worktree, timeout, env)
     if result.error is not None:
-        raise SandboxError(f"the proof sandbox did not start: {result.error}")
+        raise SandboxError(f"the proof sandbox did not start: {result.error}; {SEE_DOCTOR}")
     marker = token + "\n"
     if marker in result.output:
         return dataclasses.replace(result, output=result.output.replace(marker, "", 1))
@@ -130,7 +130,7 @@ def run_tests(
     if not result.timed_out and len(result.output) < 4096 and (not result.output.strip() or said.startswith("bwrap:")):
         # No marker, and nothing or only bwrap's own (short) complaint: the test command never ran.
         # A long output may have lost the marker from its head; that run did start.
-        raise SandboxError(f"the proof sandbox did not start: {_cannot_start(said)}")
+        raise SandboxError(f"the proof sandbox did not start: {_cannot_start(said)}; {SEE_DOCTOR}")
     return result
 
 

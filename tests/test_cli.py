@@ -105,7 +105,7 @@ def test_status_shows_runs_and_usage(tmp_path: Path) -> None:
     )
     out = run_cli("status").stdout
     assert "#1" in out and "ok" in out and "hook" in out
-    assert "model calls (24h) app: 1 calls, 0 failed, 120 in / 30 out tokens" in out
+    assert "model calls (24h) app: 1 call, 0 failed, 120 in / 30 out tokens" in out
 
 
 def test_unexpected_error_is_one_line_with_a_logged_traceback(tmp_path: Path) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from typing import Any
 
 import click
 
 from pimainteno import records
 from pimainteno.app import App
+from pimainteno.failures import monitored_units
+from pimainteno.words import plural
 
 
 def status(app: App) -> dict[str, Any]:
@@ -17,12 +21,13 @@ def status(app: App) -> dict[str, Any]:
         "config": str(cfg.path),
         "database": str(app.database_path),
         "scheduler": {"enabled": cfg.scheduler.enabled, "schedule": cfg.scheduler.schedule},
-        "systemd_monitor": {"enabled": cfg.monitor.enabled, "units": list(cfg.monitor.units)},
+        "systemd_monitor": {"enabled": cfg.monitor.enabled, "units": monitored_units(cfg)},
         "queue": {"dir": str(cfg.queue_dir), "pending": queue},
         "heartbeats": {},
         "runs": [],
         "failures": [],
         "usage": [],
+        "warnings": warnings(app),
     }
     if not app.database_path.exists():
         return report
@@ -35,14 +40,32 @@ def status(app: App) -> dict[str, Any]:
     report["failures"] = records.rows(
         db, "SELECT id, project, unit, detected_at, result, exit_status, heal FROM failures ORDER BY id DESC LIMIT 5"
     )
+    watched = report["heartbeats"].get("systemd.units")
+    if watched:  # what the running watcher really watches
+        with contextlib.suppress(ValueError, TypeError):
+            report["systemd_monitor"]["units"] = list(json.loads(watched["value"]))
+    # a fixer run (the `command` provider) is no model call: no tokens, no cost; counted apart
     report["usage"] = records.rows(
         db,
-        "SELECT project, count(*) AS calls, sum(outcome != 'ok') AS failed, "
-        "coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens "
+        "SELECT project, sum(provider != 'command') AS calls, sum(provider != 'command' AND outcome IS NOT 'ok') "
+        "AS failed, coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens, "
+        "sum(provider = 'command') AS fixer_runs, sum(provider = 'command' AND outcome IS NOT 'ok') AS fixer_failed "
         "FROM llm_calls WHERE started_at >= ? GROUP BY project ORDER BY project",
         [records.now(24 * 3600)],
     )
     return report
+
+
+def warnings(app: App) -> list[str]:
+    """Things that work but may not for long: a codex outside the tested range (never an error)."""
+    cfg = app.config
+    used = {cfg.provider_for(p) for p in cfg.projects} or {cfg.llm.provider}
+    if "codex" not in used:
+        return []
+    from pimainteno.providers.codex import version_warning
+
+    found = version_warning(cfg.llm)
+    return [found] if found else []
 
 
 STALE_AFTER = 60  # seconds; `watch` writes its heartbeat every 5
@@ -56,7 +79,7 @@ def print_status(r: dict[str, Any]) -> None:
         if not b:
             return "no heartbeat yet"
         text = f"{b['value']} (at {b['updated_at']})"
-        if b["value"] == "listening" and b["updated_at"] < records.now(STALE_AFTER):
+        if b["value"] in ("listening", "connecting") and b["updated_at"] < records.now(STALE_AFTER):
             text += f"; stale: no heartbeat for over {STALE_AFTER}s, is the watch running?"
         return text
 
@@ -65,7 +88,7 @@ def print_status(r: dict[str, Any]) -> None:
     click.echo(f"database   {r['database']}")
     sched = f"enabled, {s['schedule']}" if s["enabled"] else "disabled"
     click.echo(f"scheduler  {sched}; {beat('scheduler.status')}")
-    units = ", ".join(m["units"]) or "no units"
+    units = f"watching {', '.join(m['units'])}" if m["units"] else "no units"
     click.echo(f"monitor    {'enabled' if m['enabled'] else 'disabled'} ({units}); {beat('systemd.status')}")
     click.echo(f"queue      {len(r['queue']['pending'])} pending in {r['queue']['dir']}")
     click.echo("runs:" if r["runs"] else "runs       none yet")
@@ -78,7 +101,12 @@ def print_status(r: dict[str, Any]) -> None:
     for f in r["failures"]:
         click.echo(f"failure #{f['id']} {f['unit']} {f['result']} at {f['detected_at']} (heal: {f['heal']})")
     for u in r["usage"]:
-        click.echo(
-            f"model calls (24h) {u['project']}: {u['calls']} calls, {u['failed']} failed, "
-            f"{u['input_tokens']} in / {u['output_tokens']} out tokens"
-        )
+        if u["calls"]:
+            click.echo(
+                f"model calls (24h) {u['project']}: {plural(u['calls'], 'call')}, {u['failed']} failed, "
+                f"{u['input_tokens']} in / {u['output_tokens']} out tokens"
+            )
+        if u["fixer_runs"]:
+            click.echo(f"fixer runs (24h) {u['project']}: {plural(u['fixer_runs'], 'run')}, {u['fixer_failed']} failed")
+    for w in r["warnings"]:
+        click.echo(f"warning    {w}")

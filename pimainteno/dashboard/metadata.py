@@ -115,7 +115,7 @@ TABLES: dict[str, tuple[str, str | None, dict[str, str]]] = {
             "invocation_id": "systemd invocation id",
             "journal": "The unit's last journal lines",
             "source": "Who noticed: watch, sweep or on-failure",
-            "heal": "queued, gave_up or none",
+            "heal": "queued, then healed, proposed, rolled_back or failed when its run ended; gave_up, run, none or error",
             "run_id": "The healing run",
         },
     ),

@@ -104,10 +104,14 @@ def project_detail(conn: sqlite3.Connection, project: str) -> dict[str, Any]:
     )
     usage = one(
         conn,
-        "SELECT count(*) AS calls, coalesce(sum(outcome IS NOT 'ok'), 0) AS failed, "
+        # a fixer run (the `command` provider) is no model call: no tokens; counted apart
+        "SELECT coalesce(sum(provider IS NOT 'command'), 0) AS calls, "
+        "coalesce(sum(provider IS NOT 'command' AND outcome IS NOT 'ok'), 0) AS failed, "
+        "coalesce(sum(provider = 'command'), 0) AS fixer_runs, "
+        "coalesce(sum(provider = 'command' AND outcome IS NOT 'ok'), 0) AS fixer_failed, "
         "coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(cached_tokens), 0) AS cached_tokens, "
         "coalesce(sum(output_tokens), 0) AS output_tokens, coalesce(sum(duration_s), 0) AS seconds "
-        "FROM (SELECT outcome, input_tokens, cached_tokens, output_tokens, duration_s FROM llm_calls "
+        "FROM (SELECT provider, outcome, input_tokens, cached_tokens, output_tokens, duration_s FROM llm_calls "
         "WHERE project = ? AND started_at >= ? ORDER BY started_at DESC LIMIT ?)",
         [project, _since(USAGE_WINDOW), USAGE_CAP],
     )

@@ -55,11 +55,13 @@ def run(app: App, request: Request, project: Project | None = None) -> RunOutcom
             outcome = ended("interrupted", "interrupted", errors.INTERRUPTED)
             raise
         finally:
-            if outcome.error:
-                log.error("%s: %s", project.name, outcome.error)
+            if outcome.error:  # the project's name once: most errors start with it already
+                log.error("%s: %s", project.name, outcome.error.removeprefix(f"{project.name}: "))
             records.finish_run(app.db, run_id, outcome.status, duration_s=round(time.monotonic() - start, 3),
                                error=outcome.error, proposal_id=outcome.proposal_id,
                                commit_sha=outcome.commit_sha)  # fmt: skip
+            if request.failure_id is not None:  # the failure no longer says "heal: queued" once its heal ended
+                records.end_heal(app.db, request.failure_id, run_id, outcome.status, outcome.commit_sha is not None)
         return outcome
 
 

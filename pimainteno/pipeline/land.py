@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pimainteno import git, records
-from pimainteno.errors import InputError, PatchRejected, ToolError
+from pimainteno.errors import SEE_DOCTOR, InputError, PatchRejected, ToolError
 from pimainteno.records import ProposalStatus
+from pimainteno.words import plural
 
 if TYPE_CHECKING:
     from pimainteno.app import App
@@ -96,7 +97,7 @@ def apply_patch(app: App, text: str | None, *, project_name: str | None = None, 
     records.set_status(app.db, pending_key(project), json.dumps(state))
     if proposal_id is not None:
         records.transition(app.db, proposal_id, ProposalStatus.APPLIED, actor=actor, reason="applied by hand")
-    log.info("%s: applied and staged %d files: %s", project.name, len(paths), ", ".join(paths))
+    log.info("%s: applied and staged %s: %s", project.name, plural(len(paths), "file"), ", ".join(paths))
     return Applied(project.name, proposal_id, paths, False)
 
 
@@ -148,10 +149,23 @@ def bring_in(app: App, project: Project, proposal_id: int | None, sha: str, run_
         if proposal_id is not None and kind == "patch":
             records.transition(app.db, proposal_id, ProposalStatus.FAILED, actor="pimainteno",
                                reason=f"could not bring the commit in: {e}")  # fmt: skip
-        raise InputError(
-            f"{project.name}: could not fast-forward to the {'validated commit' if kind == 'patch' else 'revert'} "
-            f"({e}); local changes or new commits are in the way, nothing was changed"
-        ) from None
+        what = "validated commit" if kind == "patch" else "revert"
+        raise InputError(f"{project.name}: could not fast-forward to the {what}: {merge_refusal(e)}") from None
+
+
+def merge_refusal(e: git.GitError) -> str:
+    """Why `git merge --ff-only` refused, naming the files in the way (git lists them after its first line)."""
+    lines = [ln.rstrip() for ln in e.stderr.splitlines()]
+    in_the_way = [ln.strip() for ln in lines if ln.startswith("\t")]
+    if in_the_way:
+        untracked = any("untracked working tree files" in ln for ln in lines)
+        kind = "untracked files" if untracked else "local changes to"
+        return (f"{kind} {', '.join(in_the_way)} would be overwritten; "
+                "commit, stash or remove them, the next run tries again (nothing was changed)")  # fmt: skip
+    if any("Not possible to fast-forward" in ln or "not possible to fast-forward" in ln for ln in lines):
+        return "the branch has new commits; the next run starts from them (nothing was changed)"
+    said = next((ln.strip() for ln in lines if ln.startswith(("fatal:", "error:"))), str(e))
+    return f"{said} (nothing was changed)"
 
 
 def target_ref(project: Project) -> str:
@@ -192,4 +206,5 @@ def refusal(e: git.GitError, project: Project, ref: str) -> str:
     if refused:
         why = refused[0] + (f": {said}" if said else "")
         return f"push to {project.remote} {ref} refused: {why}; the commit stays local for the next run"
-    return f"{e}; the commit stays local for the next run"
+    # no per-ref verdict: the remote did not answer (URL, network, credentials)
+    return f"{e}; the commit stays local for the next run; {SEE_DOCTOR}"

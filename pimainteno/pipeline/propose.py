@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pimainteno import git, records
-from pimainteno.errors import InputError, ToolError
+from pimainteno.errors import SEE_DOCTOR, InputError, ToolError
 from pimainteno.procs import run_command
 from pimainteno.providers.base import accounted, get_provider, patch_prompt
+from pimainteno.words import plural
 
 if TYPE_CHECKING:
     from pimainteno.app import App
@@ -161,9 +162,8 @@ def propose(
     head = head or git.head(project.path)
     why = should_ask(app, project, head, reason=reason, failure_id=failure_id, feedback=feedback)
     if why is None:
-        log.info(
-            "%s: nothing to propose: HEAD %s unchanged since the last check and no failure", project.name, head[:12]
-        )
+        log.info("%s: nothing to propose: HEAD %s unchanged since the last check and no failure "
+                 "(--reason TEXT asks anyway)", project.name, head[:12])  # fmt: skip
         return None
     journal = failure_journal(app, failure_id)
     summary, _ = summarize(app, project, run_id=run_id, head=head)
@@ -197,12 +197,17 @@ def propose(
             call = box["call"] = provider.propose(project, worktree, prompt)
             call.prompt_bytes = len(prompt.encode())
         if not call.ok:
-            raise ToolError(f"{name} failed to propose a patch for {project.name}: {call.error}")
+            see = f"; {SEE_DOCTOR}" if call.outcome == "error" else ""  # it did not start: a set-up problem
+            raise ToolError(f"{name} failed to propose a patch for {project.name}: {call.error}{see}")
         diff = git.worktree_diff(worktree)
         numstat = git.git(worktree, "diff", "--cached", "--numstat", "HEAD")
     records.set_status(app.db, checked_key(project), head)
     if not diff.strip():
-        log.info("%s: nothing to propose: the %s provider changed nothing", project.name, name)
+        left = call.exit_status not in (None, 0) and name == "command"  # e.g. ruff: problems it cannot fix remain
+        more = (
+            f" (it exited {call.exit_status}: problems it cannot fix may remain; run it by hand to see)" if left else ""
+        )
+        log.info("%s: nothing to propose: the %s provider changed nothing%s", project.name, name, more)
         return None
     files, added, removed = [], 0, 0
     for line in numstat.splitlines():
@@ -215,7 +220,7 @@ def propose(
         fingerprint=git.patch_id(project.path, diff), provider=name, reason=reason or why, failure_id=failure_id,
         run_id=run_id,
     )  # fmt: skip
-    log.info("%s: proposal #%d: %d files, +%d -%d", project.name, proposal.id, len(files), added, removed)
+    log.info("%s: proposal #%d: %s, +%d -%d", project.name, proposal.id, plural(len(files), "file"), added, removed)
     return proposal
 
 

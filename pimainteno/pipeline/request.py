@@ -62,8 +62,8 @@ class RunOutcome:
             bits.append(f"proposal #{self.proposal_id}")
         if self.commit_sha:
             bits.append(f"commit {self.commit_sha[:12]}")
-        if self.error:
-            bits.append(self.error)
+        if self.error:  # the line starts with the project's name already
+            bits.append(self.error.removeprefix(f"{self.project}: "))
         return " — ".join(bits)
 
     def to_json(self) -> str:

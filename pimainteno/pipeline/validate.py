@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pimainteno import git, records
-from pimainteno.errors import PatchRejected, ValidationFailed
-from pimainteno.procs import run_command, tail
+from pimainteno.errors import SEE_DOCTOR, PatchRejected, ValidationFailed
+from pimainteno.procs import NOT_FOUND, run_command, tail
 from pimainteno.records import ProposalStatus
 
 if TYPE_CHECKING:
@@ -76,6 +76,8 @@ def validate(app: App, project: Project, proposal: records.Proposal, *, actor: s
         result = run_command(project.test, wt, project.test_timeout)
     if not result.ok:
         why = "timed out" if result.timed_out else result.error or f"failed (exit status {result.exit_status})"
+        if result.error or result.exit_status == NOT_FOUND:  # the test command did not run: a set-up problem
+            why = f"did not start ({result.error or tail(result.output, 200).strip()}); {SEE_DOCTOR}"
         output = records.scrub(tail(result.output, TEST_OUTPUT_CHARS))
         records.transition(app.db, proposal.id, ProposalStatus.REJECTED, actor=actor, reason=f"tests {why}",
                            test_output=output)  # fmt: skip

@@ -19,14 +19,14 @@ from typing import Any
 
 from pimainteno import git, procs
 from pimainteno.config import LLMConfig
-from pimainteno.errors import InputError, ToolError
+from pimainteno.errors import SEE_DOCTOR, InputError, ToolError
 from pimainteno.providers.call import Call
 from pimainteno.providers.codex_events import DOCTOR_HINT, Events, one_line, text
 from pimainteno.providers.prompts import COMMIT_PROMPT, PATCH_ANSWER, SUMMARY_PROMPT, clean_subject
 
 log = logging.getLogger("pimainteno")
 
-_INSTALL = "install it with `npm install -g @openai/codex` or set [llm] codex = PATH"
+_INSTALL = f"install it with `npm install -g @openai/codex` or set [llm] codex = PATH; {SEE_DOCTOR}"
 # API keys meant for OpenAI; codex 0.169's built-in provider reads CODEX_API_KEY, not OPENAI_API_KEY.
 _OPENAI_KEY_ENVS = ("OPENAI_API_KEY", "CODEX_API_KEY")
 TESTED_VERSIONS = ("0.169.0", "0.171.0")  # the oldest and newest codex the tests ran against

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pimainteno.config import Project
 from pimainteno.procs import tail
+from pimainteno.words import plural
 
 PROMPT_BUDGET = 32_000  # bytes of context per patch request
 
@@ -64,4 +65,4 @@ def fallback_subject(files: list[str], what: str = "Update") -> str:
         return f"{what} project files"
     names = [Path(f).name for f in files]
     subject = f"{what} {', '.join(names[:3])}" + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    return subject if len(subject) <= 72 else f"{what} {len(files)} files"
+    return subject if len(subject) <= 72 else f"{what} {plural(len(files), 'file')}"

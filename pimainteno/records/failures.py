@@ -32,8 +32,33 @@ def known_failure(db: sqlite_utils.Database, unit: str, invocation_id: str, resu
     return found[0] if found else None
 
 
+# A queued heal ends as one of these when its run ends (end_heal); each still counts toward heal_limit.
+HEAL_ENDED = {"ok": "healed", "rolled_back": "rolled_back"}  # any other run status: "failed"
+HEALS_COUNTED = ("queued", "healed", "proposed", "failed", "rolled_back")
+
+
 def count_heals_since(db: sqlite_utils.Database, unit: str, since: str) -> int:
-    return int(db.table("failures").count_where("unit = ? AND heal = 'queued' AND detected_at >= ?", [unit, since]))
+    marks = ", ".join("?" * len(HEALS_COUNTED))
+    return int(db.table("failures").count_where(f"unit = ? AND heal IN ({marks}) AND detected_at >= ?",
+                                                [unit, *HEALS_COUNTED, since]))  # fmt: skip
+
+
+def end_heal(db: sqlite_utils.Database, failure_id: int, run_id: int, run_status: str, committed: bool) -> str | None:
+    """Record how a failure's heal ended, from its run: healed, proposed (waits for a person), rolled_back or failed.
+
+    Only a heal that is still `queued` changes (a failure the watcher left to a restarting run, or one
+    recorded as gave_up, keeps its mark). Returns the new mark, or None when nothing changed.
+    """
+    if run_status in ("interrupted", "already-running"):
+        return None  # the trigger stays queued or is run again: the heal has not ended
+    row = failure_row(db, failure_id)
+    if row is None or row.get("heal") != "queued":
+        return None
+    mark = HEAL_ENDED.get(run_status, "failed")
+    if mark == "healed" and not committed:
+        mark = "proposed"
+    update(db, "failures", failure_id, {"heal": mark, "run_id": run_id})
+    return mark
 
 
 RESTARTING = "restarting."  # status key prefix while a run restarts a unit (value: run id and deadline)

@@ -147,7 +147,10 @@ def test_the_real_codex_version_and_sandbox(
     configure(tmp_path, repo, llm=f'provider = "codex"\ncodex = "{codex_bin}"')
     _, checks = doctor()
     version = subprocess.run([str(codex_bin), "--version"], capture_output=True, text=True).stdout.split()[-1]
-    assert checks[None, "codex"]["detail"].endswith(f"version {version}")
+    tested = version in ("0.169.0", "0.170.0", "0.171.0")
+    assert checks[None, "codex"]["detail"].endswith(
+        f"version {version} (tested)" if tested else "@openai/codex@0.171.0"
+    )
     assert checks[None, "codex"]["status"] == ("ok" if version in ("0.169.0", "0.170.0", "0.171.0") else "warn")
     if shutil.which("bwrap"):
         assert checks[None, "codex sandbox"] == {
@@ -177,6 +180,48 @@ def test_a_codex_outside_the_tested_range_is_a_warning(tmp_path: Path, repo: Pat
     old.write_text("#!/bin/sh\n[ \"$1\" = --version ] && echo 'codex-cli 0.150.2' && exit 0\nexit 0\n")
     old.chmod(0o755)
     configure(tmp_path, repo, llm=f'provider = "codex"\ncodex = "{old}"')
-    _, checks = doctor()
+    code, checks = doctor()
     assert checks[None, "codex"]["status"] == "warn"
-    assert checks[None, "codex"]["detail"] == f"{old} version 0.150.2, not one the tests ran with (0.169.0–0.171.0)"
+    assert checks[None, "codex"]["detail"] == (
+        f"{old}: codex 0.150.2 is outside the range pimainteno is tested with (0.169.0 to 0.171.0); "
+        "if runs misbehave, install @openai/codex@0.171.0"
+    )
+    assert code == 0  # a warning, never an error
+
+
+def test_the_bubblewrap_check_is_the_one_a_run_makes(
+    tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pimainteno import sandbox
+
+    configure(tmp_path, repo)
+    _, checks = doctor()
+    problem = sandbox.problem()
+    if problem is None:
+        assert checks[None, "bubblewrap"]["status"] == "ok"
+    else:
+        assert checks[None, "bubblewrap"]["status"] == "fail" and problem.startswith(
+            checks[None, "bubblewrap"]["detail"]
+        )
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no bwrap to be found
+    _, checks = doctor()
+    assert checks[None, "bubblewrap"] == {
+        "name": "bubblewrap", "status": "fail", "detail": sandbox.INSTALL_HINT, "fix": "", "project": None,
+    }  # fmt: skip
+
+
+def test_a_relative_test_command_outside_git_is_named(tmp_path: Path, repo: Path) -> None:
+    python = repo / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(sys.executable)
+    (repo / ".git" / "info" / "exclude").write_text(".venv/\n")
+    configure(tmp_path, repo, 'test = ".venv/bin/python -m unittest"\n')
+    _, checks = doctor("app")
+    test = checks["app", "test command"]
+    assert (test["status"], test["detail"]) == (
+        "warn", ".venv/bin/python -m unittest: .venv/bin/python is not in git, so a fresh worktree lacks it",
+    )  # fmt: skip
+    assert test["fix"] == f"runs prove patches in a fresh worktree: write its absolute path, {python}"
+    configure(tmp_path, repo, f'test = "{python} -m unittest"\n')
+    _, checks = doctor("app")
+    assert checks["app", "test command"]["status"] == "ok"

@@ -254,3 +254,23 @@ def test_pip_install_needs_no_compiler_and_the_demo_runs_from_it(tmp_path: Path)
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
     assert "\nResult: demo-app: ok — run #1 — proposal #1 — commit " in demo.stdout
     assert "pystemd" not in demo.stderr
+
+
+def test_a_test_command_in_the_projects_venv_is_written_absolute_and_proves_a_run(host: Path, tmp_path: Path) -> None:
+    """A run proves a patch in a fresh worktree, which has no untracked .venv: `.venv/bin/python`
+    relative to it was "not found" (exit 127) on every run of a project set up the README way."""
+    import site
+    import sysconfig
+
+    repo, remote = published(tmp_path, "webapp", {**PYTHON_APP, ".gitignore": ".venv/\n__pycache__/\n"})
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(repo / ".venv")], check=True, timeout=120)
+    (site_dir,) = (repo / ".venv" / "lib").glob("python*/site-packages")
+    shown = [sysconfig.get_paths()["purelib"], *site.getsitepackages()]  # where this Python's pytest lives
+    (site_dir / "test-tools.pth").write_text("\n".join(dict.fromkeys(shown)) + "\n")
+    cli_ok("init")
+    cli_ok("add", str(repo))
+    python = repo / ".venv" / "bin" / "python"
+    assert config.load(host).project("webapp").test == f"{python} -m pytest"
+    result = cli_ok("run", "webapp")
+    assert result.stdout.startswith("webapp: ok — run #1 — proposal #1 — commit ")
+    assert run_git(remote, "log", "-1", "--format=%s").strip() == "Apply ruff fixes to calc.py"

@@ -177,7 +177,6 @@ def test_apply_refuses_when_user_work_is_in_a_touched_file(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("patch", "reason"),
     [
-        ("", "the patch is empty"),
         ("# pimainteno project=other proposal=3\ndiff --git a/x b/x\n", "unknown project 'other'"),
         (
             "diff --git a/.git/hooks/post-merge b/.git/hooks/post-merge\nnew file mode 100755\n--- /dev/null\n"

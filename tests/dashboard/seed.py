@@ -59,6 +59,8 @@ def seed(config_path: Path) -> Path:
         db.insert(d, "llm_calls", {"project": "app", "run_id": run1, "provider": "codex", "purpose": "patch",
                                    "started_at": stamp, "duration_s": 2.5, "outcome": "failed", "input_tokens": 1200,
                                    "output_tokens": 300, "error": f"401 for key {API_KEY}"})  # fmt: skip
+        db.insert(d, "llm_calls", {"project": "app", "run_id": run1, "provider": "command", "purpose": "patch",
+                                   "started_at": stamp, "duration_s": 0.1, "outcome": "ok", "exit_status": 0})  # fmt: skip
         db.set_status(d, "scheduler.status", "ok: next run 03:00")
         db.set_status(d, "systemd.status", "watching 1 unit")
         db.set_status(d, "systemd.last_checked", stamp)

@@ -152,7 +152,7 @@ async def test_overview_shows_services_runs_steps_commits_and_calls(site: Site) 
     page = (await site.ds.client.get("/")).text
     for text in ("scheduler.status", "ok: next run 03:00", "systemd.status", "systemd.last_checked",
                  "pending trigger", 'id="run-1"', "propose", "tests passed", "bbbbbbbbbbbb", "origin/main",
-                 "exit-code", "1200 / 300", "1 call, 1 failed"):  # fmt: skip
+                 "exit-code", "1200 / 300", "1 model call, 1 failed", "1 fixer run, 0 failed"):  # fmt: skip
         assert text in page, text
 
 
