@@ -98,12 +98,9 @@ def apply_patch(app: App, text: str | None, *, project_name: str | None = None, 
                 check_only: bool = False, actor: str = "cli") -> Applied:  # fmt: skip
     """Check a patch and stage it in the project's working tree; touches nothing unless every check passed."""
     project, text, proposal_id = resolve_patch(app, text, project_name, proposal_id)
-    try:
-        text, paths = check(project, text)
-    except PatchRejected as e:
-        if proposal_id is not None and not check_only:
-            _mark_stale(app, project, proposal_id, str(e), actor)
-        raise
+    if proposal_id is not None and not check_only:
+        _refuse_stale(app, project, proposal_id, actor)
+    text, paths = check(project, text)
     busy = sorted(git.changed_paths(project.path) & set(paths))
     if busy:
         raise InputError(
@@ -128,16 +125,17 @@ def apply_patch(app: App, text: str | None, *, project_name: str | None = None, 
     return Applied(project.name, proposal_id, paths, False)
 
 
-def _mark_stale(app: App, project: Project, proposal_id: int, why: str, actor: str) -> None:
-    """A waiting proposal that no longer applies at HEAD leaves the approval list as `stale`."""
+def _refuse_stale(app: App, project: Project, proposal_id: int, actor: str) -> None:
+    """A waiting proposal that no longer applies at HEAD leaves the approval list as `stale`, and is refused."""
+    from pimainteno.pipeline.validate import why_stale
+
     proposal = records.get_proposal(app.db, proposal_id)
-    if "does not apply" not in why or proposal.status not in records.WAITING:
-        return
-    if git.head(project.path) == proposal.base_head:
-        return  # it never applied: not stale, just broken (the policy or git said why)
-    records.transition(app.db, proposal_id, ProposalStatus.STALE, actor=actor, reason=why, expect=proposal.status)
-    log.warning("%s: proposal #%d is stale (it no longer applies at HEAD); it can be proposed again",
-                project.name, proposal_id)  # fmt: skip
+    if proposal.status not in records.WAITING:
+        return  # the lifecycle check refuses it with its own reason
+    why = why_stale(project, proposal, git.head(project.path))
+    if why:
+        records.transition(app.db, proposal_id, ProposalStatus.STALE, actor=actor, reason=why, expect=proposal.status)
+        raise PatchRejected(f"{why}; proposal #{proposal_id} is marked stale and can be proposed again")
 
 
 def record_commit(app: App, project: Project, sha: str, message: str, proposal_id: int | None, run_id: int | None,

@@ -69,6 +69,18 @@ def run_tests(project: Project, worktree: Path, timeout: float | None = None) ->
                              enabled=box.enabled, network=box.network, writable=box.writable)  # fmt: skip
 
 
+def why_stale(project: Project, proposal: records.Proposal, head: str) -> str | None:
+    """Why a proposal no longer applies at ``head`` (HEAD moved since it was made); None when it applies."""
+    if head == proposal.base_head:
+        return None
+    log.info("%s: HEAD moved since proposal #%d; checking it still applies", project.name, proposal.id)
+    try:
+        proof.expected_tree(project.path, head, proposal.diff)
+    except PatchRejected as e:
+        return str(e)
+    return None
+
+
 def validate(app: App, project: Project, proposal: records.Proposal, *, actor: str = "pimainteno") -> Validated:
     """Check the patch and prove it on HEAD + patch; the proposal ends validated, checked, rejected or stale.
 
@@ -80,8 +92,10 @@ def validate(app: App, project: Project, proposal: records.Proposal, *, actor: s
     from pimainteno.patch import check_patch
 
     head = git.head(project.path)
-    if head != proposal.base_head:
-        log.info("%s: HEAD moved since proposal #%d; checking it still applies", project.name, proposal.id)
+    stale = why_stale(project, proposal, head)
+    if stale:
+        records.transition(app.db, proposal.id, ProposalStatus.STALE, actor=actor, reason=stale)
+        raise PatchRejected(f"{stale}; proposal #{proposal.id} is marked stale and can be proposed again")
     try:
         text = check_patch(proposal.diff, project.path, project.policy, project=project.name).text
     except PatchRejected as e:
