@@ -391,3 +391,19 @@ def test_doctor_run_tests_runs_the_suite_once_in_the_sandbox(pkg: Path, tmp_path
     app = configure(tmp_path, pkg, GOOD, test=[f"{pkg}/venv/bin/python", "-m", "unittest", "discover", "-s", "src"])
     (check,) = test_runs(app.config, [app.project("pkg")])
     assert check.status == "fail" and "unittest ran no tests" in check.detail, check
+
+
+def test_approve_and_reject_cannot_both_be_queued(pkg: Path, tmp_path: Path) -> None:
+    from pimainteno import queue
+    from pimainteno.commands.drain import drain
+    from pimainteno.errors import InputError
+
+    app = configure(tmp_path, pkg, GOOD, mode="propose")
+    pid = pipeline.run(app, Request("pkg")).proposal_id
+    assert pid
+    queue.enqueue(app.config.queue_dir, "pkg", kind="apply", source="dashboard", proposal_id=pid)
+    with pytest.raises(InputError, match=f"proposal #{pid} already has an approval queued; approve and reject are"):
+        queue.enqueue(app.config.queue_dir, "pkg", kind="reject", source="dashboard", proposal_id=pid)
+    (row,) = drain(app)
+    assert row["status"] == "done" and app.db["proposals"].get(pid)["status"] == "pushed"
+    assert remote_head(tmp_path) == run_git(pkg, "rev-parse", "HEAD").strip()
