@@ -234,6 +234,10 @@ def test_without_a_test_command_the_proposal_waits_for_a_person(pkg: Path, tmp_p
         'unproven = "push" to land unproven changes)',
     )  # fmt: skip
     assert app.db["projects"].get("pkg")["proof"] == "none: no test command, proposals wait for a person"
+    from pimainteno.dashboard.overview import merge_projects
+
+    (shown,) = merge_projects(app.config, [])  # the overview: Approve/Reject buttons although mode = "push"
+    assert (shown["mode"], shown["waits"], shown["proof"]) == ("push", True, app.db["projects"].get("pkg")["proof"])
     # The person's approval lands it (checked by the policy, unproven: there is no test to prove it).
     approved = pipeline.dispatch(app, Request("pkg", kind="apply", source="dashboard", proposal_id=outcome.proposal_id))
     assert approved.status == "ok" and remote_head(tmp_path) == approved.commit_sha  # type: ignore[union-attr]
