@@ -137,6 +137,23 @@ def test_an_absolute_path_in_the_test_command_sees_the_patch(tmp_path: Path) -> 
     assert (repo / "src/calc.py").read_text() == "def double(x):\n    return 2 * x\n"
 
 
+def test_a_test_interpreter_in_a_virtualenv_under_home_is_shown_in_the_sandbox(tmp_path: Path) -> None:
+    venv = Path.home() / ".virtualenvs-elsewhere" / "calc"  # HOME (and /tmp): both hidden in the sandbox
+    subprocess.run([PY, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    repo = make_repo(tmp_path / "calc", {
+        "calc.py": "def double(x):\n    return 2 * x\n",
+        "test_calc.py": "import unittest\n\nimport calc\n\n\nclass T(unittest.TestCase):\n"
+                        "    def test_double(self):\n        self.assertEqual(calc.double(2), 4)\n",
+    })  # fmt: skip
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(tmp_path / "remote.git")], check=True)
+    run_git(repo, "remote", "add", "origin", str(tmp_path / "remote.git"))
+    app = configure(tmp_path, repo, fixer("def double(x):\n    return x + x\n", "calc.py"), name="calc",
+                    test=[str(venv / "bin/python"), "-m", "unittest", "-q"])  # fmt: skip
+    outcome = pipeline.run(app, Request("calc"))
+    assert outcome.status == "ok", outcome
+    assert run_git(tmp_path / "remote.git", "show", "main:calc.py") == "def double(x):\n    return x + x\n"
+
+
 HOSTILE_TEST = """\
 import os, pathlib, socket, unittest
 
