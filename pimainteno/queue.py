@@ -176,21 +176,13 @@ def enqueue(
     final = queue_dir / f"{trigger.key}.json"
     try:
         with _locked(queue_dir):  # read-merge-replace by two enqueues at once would lose one
-            _refuse_both_decisions(queue_dir, trigger)
+            other = {"apply": "reject", "reject": "apply"}.get(kind)  # the first decision stands (the drain checks too)
+            if other and (queue_dir / f"{replace(trigger, kind=other).key}.json").exists():
+                what = "an approval" if other == "apply" else "a rejection"
+                raise InputError(f"proposal #{proposal_id} already has {what} queued; approve and reject are exclusive")
             return _enqueue_locked(queue_dir, final, trigger)
     except OSError as e:
         raise ToolError(f"cannot write to the queue directory {queue_dir}: {e.strerror or e}") from None
-
-
-def _refuse_both_decisions(queue_dir: Path, trigger: Trigger) -> None:
-    """Approve and reject of one proposal are exclusive: the one queued first stands (the drain checks again)."""
-    if trigger.kind not in ("apply", "reject"):
-        return
-    other = replace(trigger, kind="reject" if trigger.kind == "apply" else "apply")
-    if (queue_dir / f"{other.key}.json").exists():
-        what = "an approval" if other.kind == "apply" else "a rejection"
-        raise InputError(f"proposal #{trigger.proposal_id} already has {what} queued; approve and reject are "
-                         f"exclusive, the first one stands")  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -423,7 +423,9 @@ def test_approve_and_reject_cannot_both_be_queued(pkg: Path, tmp_path: Path) -> 
     pid = pipeline.run(app, Request("pkg")).proposal_id
     assert pid
     queue.enqueue(app.config.queue_dir, "pkg", kind="apply", source="dashboard", proposal_id=pid)
-    with pytest.raises(InputError, match=f"proposal #{pid} already has an approval queued; approve and reject are"):
+    with pytest.raises(
+        InputError, match=f"proposal #{pid} already has an approval queued; approve and reject are exclusive"
+    ):
         queue.enqueue(app.config.queue_dir, "pkg", kind="reject", source="dashboard", proposal_id=pid)
     (row,) = drain(app)
     assert row["status"] == "done" and app.db["proposals"].get(pid)["status"] == "pushed"

@@ -124,7 +124,7 @@ async def test_approve_and_reject_enqueue_with_the_proposal(site: Site) -> None:
     # Approve and reject are exclusive: the one queued first stands.
     both = await site.ds.client.post("/api/proposals/2/reject", headers={"Authorization": f"Bearer {TOKEN}"})
     assert both.status_code == 409 and both.json()["error"] == (
-        "proposal #2 already has an approval queued; approve and reject are exclusive, the first one stands"
+        "proposal #2 already has an approval queued; approve and reject are exclusive"
     )
     kinds = {(t["kind"], t["proposal_id"]) for t in pending(site.queue_dir)}
     assert kinds == {("apply", 2)}
