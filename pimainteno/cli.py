@@ -201,10 +201,12 @@ def push(app: App, project: str) -> None:
 @click.option("--trigger", default="cli", show_default=True, help="What started the run (recorded).")
 @click.option("--failure", "failure_id", type=ROW_ID, metavar="ID", help="Heal: propose a fix for this failure.")
 @click.option("--reason", help="Why a change is wanted (always asks the provider).")
+@click.option("--retry-known", is_flag=True,
+              help="Try a change again although the same one was rejected or rolled back before.")  # fmt: skip
 @json_option
 @click.pass_obj
 def run(app: App, projects: tuple[str, ...], all_: bool, trigger: str, failure_id: int | None, reason: str | None,
-        json_: bool) -> None:  # fmt: skip
+        retry_known: bool, json_: bool) -> None:  # fmt: skip
     """Run the whole chain: summarize, propose, validate, apply, commit, push, restart (or roll back)."""
     from pimainteno.commands import run as cmd
 
@@ -213,7 +215,7 @@ def run(app: App, projects: tuple[str, ...], all_: bool, trigger: str, failure_i
     names = [p.name for p in app.config.projects] if all_ else list(projects)
     show = cmd.as_json if json_ else cmd.summary_line
     outcomes = cmd.run_many(app, names, keep_going=all_, on_outcome=lambda o: click.echo(show(o)),
-                            trigger=trigger, failure_id=failure_id, reason=reason)  # fmt: skip
+                            trigger=trigger, failure_id=failure_id, reason=reason, retry_known=retry_known)  # fmt: skip
     click.get_current_context().exit(cmd.exit_code(outcomes))
 
 

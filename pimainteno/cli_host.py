@@ -52,13 +52,14 @@ def remove(app: App, name: str) -> None:
 
 @cli.command()
 @click.argument("project", required=False)
+@click.option("--run-tests", is_flag=True, help="Also run each project's test command once in the proof sandbox.")
 @json_option
 @click.pass_obj
-def doctor(app: App, project: str | None, json_: bool) -> None:
+def doctor(app: App, project: str | None, run_tests: bool, json_: bool) -> None:
     """Check the set-up, one line per check: ✓ fine, ! worth a look, ✗ what to fix (exit 5)."""
     from pimainteno.commands import doctor as cmd
 
-    checks = cmd.run(app, project)
+    checks = cmd.run(app, project, run_tests=run_tests)
     print_json([c.as_dict() for c in checks]) if json_ else cmd.print_checks(checks)
     click.get_current_context().exit(cmd.exit_code(checks))
 

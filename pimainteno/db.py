@@ -182,6 +182,11 @@ def host_fault(error: sqlite3.Error, path: str | os.PathLike[str] | None) -> Too
     return None
 
 
+@migrations(name="005_proof_projects_proof")
+def _m005(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE projects ADD COLUMN proof TEXT")  # how patches are proven (records.proof_of)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

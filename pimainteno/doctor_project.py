@@ -1,5 +1,6 @@
 """`pimainteno doctor`'s checks of one project: path, branch, remote and push, clean tree, test
-command, editable installs that would make tests see the unpatched checkout, unit."""
+command, editable installs that would make tests see the unpatched checkout, unit; and with
+`--run-tests` one run of the test command in the proof sandbox, as validation runs it."""
 
 from __future__ import annotations
 
@@ -190,7 +191,7 @@ def _editable_checks(project: Any, check: Callable[..., Check]) -> Iterator[Chec
     if not found:
         return
     what = f"{found[0]}" + (f" (and {len(found) - 1} more)" if len(found) > 1 else "") + " points into the project"
-    if getattr(project, "sandbox", True) is False:
+    if not project.sandbox.enabled:
         yield check("editable install", WARN, what + "; with sandbox = false the tests import the unpatched checkout",
                     "remove sandbox = false so validation runs in the proof sandbox")  # fmt: skip
     else:
@@ -199,3 +200,47 @@ def _editable_checks(project: Any, check: Callable[..., Check]) -> Iterator[Chec
             OK,
             what + "; fine: validation runs in the proof sandbox, which shows the patched tree there",
         )
+
+
+def test_runs(cfg: Any, projects: list[Any]) -> Iterator[Check]:
+    """`doctor --run-tests`: each project's test command once on HEAD, in the proof sandbox with its settings."""
+    import time
+
+    from pimainteno import git, proof, sandbox
+    from pimainteno.procs import tail
+
+    for project in projects:
+
+        def check(status: str, detail: str, fix: str = "", name: str = project.name) -> Check:
+            return Check("test run", status, detail, fix, name)
+
+        if project.test is None:
+            yield check(WARN, "no test command to run", "set test = ... (see the test command check)")
+            continue
+        box = project.sandbox
+        problem = sandbox.problem() if box.enabled else None
+        if problem:
+            yield check(FAIL, f"the proof sandbox cannot run: {problem}", "fix that, or set sandbox = false (unsafe)")
+            continue
+        shown = project.test if isinstance(project.test, str) else shlex.join(project.test)
+        start = time.monotonic()
+        try:
+            with git.temporary_worktree(project.path, cfg.state_dir, f"{project.name}-doctor") as wt:
+                result = sandbox.run_tests(project.test, wt, project.path, project.test_timeout, enabled=box.enabled,
+                                           network=box.network, writable=box.writable)  # fmt: skip
+        except Exception as e:  # noqa: BLE001 - the failure is the finding
+            yield check(FAIL, f"{shown}: {e}", "see the message; `pimainteno doctor` lists the other checks")
+            continue
+        took = time.monotonic() - start
+        where = "in the proof sandbox" if box.enabled else "unsandboxed (sandbox = false)"
+        empty = proof.ran_no_tests(result)
+        if result.timed_out:
+            yield check(FAIL, f"{shown} timed out after {project.test_timeout:g}s {where}", "raise test_timeout")
+        elif empty:
+            yield check(FAIL, f"{shown}: {empty}; that proves nothing", "point test = ... at the real suite")
+        elif not result.ok:
+            last = tail(result.output, 300).strip().splitlines()[-1:] or [f"exit status {result.exit_status}"]
+            yield check(FAIL, f"{shown} fails on HEAD {where} ({took:.1f}s): {last[0]}",
+                        "fix the suite or set sandbox.network/writable if it needs them; every patch would be rejected")  # fmt: skip
+        else:
+            yield check(OK, f"{shown} passes on HEAD {where} ({took:.1f}s)")

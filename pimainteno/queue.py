@@ -176,6 +176,10 @@ def enqueue(
     final = queue_dir / f"{trigger.key}.json"
     try:
         with _locked(queue_dir):  # read-merge-replace by two enqueues at once would lose one
+            other = {"apply": "reject", "reject": "apply"}.get(kind)  # the first decision stands (the drain checks too)
+            if other and (queue_dir / f"{replace(trigger, kind=other).key}.json").exists():
+                what = "an approval" if other == "apply" else "a rejection"
+                raise InputError(f"proposal #{proposal_id} already has {what} queued; approve and reject are exclusive")
             return _enqueue_locked(queue_dir, final, trigger)
     except OSError as e:
         raise ToolError(f"cannot write to the queue directory {queue_dir}: {e.strerror or e}") from None

@@ -9,6 +9,8 @@ What the test command sees (see docs/pipeline.md, "The proof sandbox"):
   HEAD + the patch, not the unpatched checkout;
 * the project's environments (top-level directories holding a `pyvenv.cfg`, and `node_modules`),
   which a fresh worktree lacks, shown read-only at their place;
+* the test command's own program, when it lives where the sandbox hides things (/tmp, /run, HOME:
+  a virtualenv kept outside the project), shown read-only — the whole virtualenv for an interpreter;
 * git working read-only: the worktree's `.git` file is pointed at a read-only view of the
   repository, so `git status`/`log`/`describe` work and `git add`/`commit` fail;
 * a private /tmp and /run (no host sockets from there), a private writable HOME (the real one
@@ -39,7 +41,9 @@ GIT_VIEW = "/run/pimainteno-git"  # where the repository is shown read-only insi
 SPARE_HOME = "/tmp/pimainteno-home"  # HOME inside when the real one does not exist (HOME=/nonexistent)
 # Read from the real HOME, read-only: git's configuration and user-level toolchains.
 HOME_SHOWN = (".gitconfig", ".config/git", ".local/bin", ".local/lib", ".pyenv", ".cargo/bin", ".cargo/registry",
-              ".rustup", ".nvm", "go")  # fmt: skip
+              ".rustup", ".nvm", "go",
+              # virtualenvs kept outside the project: virtualenvwrapper, pipenv, poetry, pipx
+              ".virtualenvs", ".local/share/virtualenvs", ".cache/pypoetry/virtualenvs", ".local/pipx")  # fmt: skip
 SECRET_NAME = re.compile(r"(_API_KEY|_TOKEN|_SECRET|_PASSWORD)$|^SSH_AUTH_SOCK$")
 
 
@@ -116,7 +120,8 @@ def run_tests(
     with tempfile.TemporaryDirectory(prefix="pimainteno-gitfile-") as scratch:
         argv = [
             bwrap,
-            *sandbox_args(worktree, project, network=network, writable=writable, scratch=Path(scratch), env=env),
+            *sandbox_args(worktree, project, network=network, writable=writable, scratch=Path(scratch), env=env,
+                          command=command),
             # Prove the sandbox started: bwrap's own errors come before this line, the tests' output after.
             "/bin/sh", "-c", 'printf "%s\\n" "$0"; exec /bin/sh -c "$1"', token, shown,
         ]  # fmt: skip
@@ -142,6 +147,7 @@ def sandbox_args(
     writable: Sequence[str | os.PathLike[str]],
     scratch: Path,
     env: dict[str, str] | None = None,
+    command: str | Sequence[str] = (),
 ) -> list[str]:
     """bubblewrap's options (the order matters: later mounts cover earlier ones)."""
     args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/run"]
@@ -151,6 +157,7 @@ def sandbox_args(
         args += ["--unshare-net"]
     args += ["--unshare-pid", "--unshare-ipc", "--cap-drop", "ALL", "--die-with-parent", "--new-session"]
     args += _home_args(project)
+    args += _program_args(command)  # after the private /tmp, /run and HOME it must show through
     args += ["--bind", str(worktree), str(project)]
     for env_dir in environments(project, worktree):  # a symlinked one is shown as its target
         args += ["--ro-bind", str(env_dir.resolve()), str(project / env_dir.name)]
@@ -162,6 +169,21 @@ def sandbox_args(
         if SECRET_NAME.search(name):
             args += ["--unsetenv", name]
     return args
+
+
+def _program_args(command: str | Sequence[str]) -> list[str]:
+    """The test command's own program when it lives under /tmp, /run or HOME, which the sandbox replaces
+    with empty ones: shown read-only (a virtualenv whole, so its interpreter finds `pyvenv.cfg`)."""
+    try:
+        words = shlex.split(command) if isinstance(command, str) else list(command)
+    except ValueError:
+        return []
+    program = next((w for w in words if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", w)), "")
+    path, hidden = Path(program), (Path("/tmp"), Path("/run"), Path.home().resolve())
+    if not path.is_absolute() or not any(path.is_relative_to(d) for d in hidden):
+        return []
+    root = path.parent.parent if (path.parent.parent / "pyvenv.cfg").is_file() else path.parent
+    return ["--ro-bind", str(root), str(root)] if root.is_dir() and root not in hidden else []
 
 
 def _home_args(project: Path) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from pimainteno import db
 
 EXPECTED = {
-    "projects": {"name", "path", "unit", "remote", "branch", "mode", "provider", "updated_at"},
+    "projects": {"name", "path", "unit", "remote", "branch", "mode", "provider", "proof", "updated_at"},
     "runs": {
         "id",
         "project",
@@ -129,7 +129,13 @@ EXPECTED = {
 }
 
 # Every migration in declaration order; each new one is appended (and named after its branch).
-MIGRATIONS = ["001_initial", "002_core_proposal_lifecycle", "003_notifications", "004_llm_calls_codex_version"]
+MIGRATIONS = [
+    "001_initial",
+    "002_core_proposal_lifecycle",
+    "003_notifications",
+    "004_llm_calls_codex_version",
+    "005_proof_projects_proof",
+]
 
 
 def test_a_first_release_database_upgrades_keeping_its_proposals(tmp_path: Path) -> None:

@@ -39,8 +39,8 @@ def events(app: App, proposal_id: int) -> list[tuple[str | None, str, str]]:
 
 
 def test_a_run_records_each_proposal_move_and_commits_exactly_the_proven_diff(tmp_path: Path) -> None:
-    # The test command also scribbles on a tracked file: that must never reach the commit.
-    app = configure(tmp_path, test=["sh", "-c", 'echo written by the tests >> README.md && exec "$@"', "sh", *TESTS])
+    # The test command also leaves build output (an untracked file): that must never reach the commit.
+    app = configure(tmp_path, test=["sh", "-c", 'echo built by the tests > build.out && exec "$@"', "sh", *TESTS])
     repo = app.project("app").path
     outcome = pipeline.run(app, Request("app"))
     assert (outcome.status, outcome.exit_code, outcome.error) == ("ok", errors.OK, None)
@@ -99,7 +99,10 @@ def test_reject_request_marks_only_a_waiting_proposal(tmp_path: Path) -> None:
     assert done == pipeline.Outcome("rejected")
     assert app.db["proposals"].get(pid)["status_reason"] == "rejected on the dashboard"
     twice = pipeline.reject_proposal(app, Request("app", kind="reject", source="dashboard", proposal_id=pid))
-    assert twice.status == "failed" and "is rejected; only a waiting one" in (twice.error or "")
+    assert (
+        twice.status == "failed"
+        and twice.error == "proposal #1 was rejected by dashboard (rejected on the dashboard); not rejecting it"
+    )
 
 
 def test_recover_settles_what_a_killed_run_left(tmp_path: Path) -> None:

@@ -70,10 +70,12 @@ def test_one_pending_trigger_per_project_and_kind_apply_per_proposal(tmp_path: P
     _, merged = enqueue(q, "app", kind="heal", failure_id=4, source="watch")
     enqueue(q, "app", kind="apply", proposal_id=7, source="dashboard")
     enqueue(q, "app", kind="apply", proposal_id=8, source="dashboard")
-    enqueue(q, "app", kind="reject", proposal_id=8, source="dashboard")
+    enqueue(q, "app", kind="reject", proposal_id=9, source="dashboard")
+    with pytest.raises(errors.InputError, match="proposal #8 already has an approval queued"):  # exclusive with apply-8
+        enqueue(q, "app", kind="reject", proposal_id=8, source="dashboard")
     assert merged
     assert files(q) == [
-        "api.run.json", "app.apply-7.json", "app.apply-8.json", "app.heal.json", "app.reject-8.json", "app.run.json",
+        "api.run.json", "app.apply-7.json", "app.apply-8.json", "app.heal.json", "app.reject-9.json", "app.run.json",
     ]  # fmt: skip
     assert parse_trigger((q / "app.heal.json").read_bytes()).failure_id == 4  # heal the latest failure
 

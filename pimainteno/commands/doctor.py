@@ -8,8 +8,14 @@ from pimainteno import doctor
 from pimainteno.app import App
 
 
-def run(app: App, project: str | None) -> list[doctor.Check]:
-    return doctor.run_checks(app.config_path, app.db_path, project)
+def run(app: App, project: str | None, *, run_tests: bool = False) -> list[doctor.Check]:
+    checks = doctor.run_checks(app.config_path, app.db_path, project)
+    if run_tests and checks[0].status != doctor.FAIL:
+        from pimainteno.doctor_project import test_runs
+
+        cfg = app.config
+        checks += test_runs(cfg, [cfg.project(project)] if project else list(cfg.projects))
+    return checks
 
 
 def print_checks(checks: list[doctor.Check]) -> None:

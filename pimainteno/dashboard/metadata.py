@@ -23,6 +23,7 @@ TABLES: dict[str, tuple[str, str | None, dict[str, str]]] = {
             "branch": "Branch pushed to (empty: the branch checked out)",
             "mode": "How far automatic runs go: propose, apply, commit or push",
             "provider": "Where patches come from: codex, command or llm",
+            "proof": "How patches are proven: the tests in the sandbox, UNSAFE unsandboxed, or none (no test command)",
             "updated_at": "When this row was last synchronised from the configuration (UTC)",
         },
     ),

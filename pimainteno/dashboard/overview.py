@@ -9,6 +9,7 @@ from markupsafe import Markup
 
 from pimainteno.config import Config
 from pimainteno.dashboard import queries, render, runtime
+from pimainteno.records.base import proof_of
 
 # Which `status` keys each service card shows (by prefix); the rest are listed apart, folded.
 CARDS = {"scheduler": ("scheduler.",), "watcher": ("systemd.", "watch."), "queue": ("drain.", "queue.")}
@@ -23,6 +24,8 @@ def merge_projects(cfg: Config | None, db_rows: list[dict[str, Any]]) -> list[di
             "unit": r["unit"],
             "mode": r["mode"],
             "provider": r["provider"],
+            "proof": r.get("proof"),
+            "waits": r["mode"] == "propose",
             "configured": False,
         }
     for p in cfg.projects if cfg else ():
@@ -31,6 +34,9 @@ def merge_projects(cfg: Config | None, db_rows: list[dict[str, Any]]) -> list[di
             "unit": p.unit,
             "mode": p.mode,
             "provider": cfg.provider_for(p) if cfg else None,
+            "proof": proof_of(p),
+            # Proposals wait for a person in propose mode, and without a test command (unproven = "propose").
+            "waits": p.mode == "propose" or (not p.test and p.unproven == "propose"),
             "configured": True,
         }
     return sorted(found.values(), key=lambda p: p["name"])[: queries.MAX_PROJECTS]
@@ -97,7 +103,7 @@ def _shape_project(p: dict[str, Any], queued: list[dict[str, Any]]) -> dict[str,
         run["steps_html"] = render.steps_html(run["steps"])
     return {
         **p,
-        "approvals": p["mode"] == "propose" and p["configured"],
+        "approvals": p["waits"] and p["configured"],
         "queued": queued,
     }
 

@@ -52,7 +52,7 @@ def heartbeats(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
 def project_rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     return rows(
         conn,
-        "SELECT name, path, unit, remote, branch, mode, provider, updated_at FROM projects ORDER BY name LIMIT ?",
+        "SELECT name, path, unit, remote, branch, mode, provider, proof, updated_at FROM projects ORDER BY name LIMIT ?",
         [MAX_PROJECTS],
     )
 

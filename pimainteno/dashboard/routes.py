@@ -15,6 +15,7 @@ from datasette.utils.asgi import Forbidden, Response
 from pimainteno.config import Config
 from pimainteno.dashboard import overview, queries, runtime
 from pimainteno.dashboard.render import redact
+from pimainteno.errors import InputError
 from pimainteno.queue import MAX_ID
 
 RUN_PERMISSION = "pimainteno-run"
@@ -188,6 +189,8 @@ async def _enqueue(
     reason = await _reason(request, f"{message} on the dashboard by {_actor_id(request)}")
     try:
         path, merged = enqueue(cfg.queue_dir, project, kind=kind, source="dashboard", reason=reason, **extra)
+    except InputError as e:  # e.g. approve and reject of one proposal both queued: the first stands
+        return await _fail(datasette, request, 409, str(e))
     except Exception as e:  # noqa: BLE001 - the page must say why, whatever the queue raised
         return await _fail(datasette, request, 500, f"could not queue the {kind} for {project!r}: {e}")
     said = f"{message} for {project} queued" + (" (merged with one already waiting)" if merged else "")

@@ -37,7 +37,7 @@ def dispatch(app: App, request: Request) -> RunOutcome | Outcome:
 
 
 def reject_proposal(app: App, request: Request) -> Outcome:
-    """The dashboard's Reject button: a proposal still waiting becomes `rejected`, decided by the requester."""
+    """The dashboard's Reject button: a proposal nobody decided on yet becomes `rejected`, decided by the requester."""
     if request.proposal_id is None:
         return Outcome("failed", error="a reject request names no proposal")
     try:
@@ -46,10 +46,8 @@ def reject_proposal(app: App, request: Request) -> Outcome:
         proposal = None
     if proposal is None or proposal.project != request.project:
         return Outcome("failed", error=f"no proposal #{request.proposal_id} for {request.project}")
-    if proposal.status not in records.WAITING:
-        return Outcome(
-            "failed", error=f"proposal #{request.proposal_id} is {proposal.status}; only a waiting one can be rejected"
-        )
+    if proposal.status != ProposalStatus.PROPOSED:  # approve and reject are exclusive: the first decision stands
+        return Outcome("failed", error=f"{records.decided(app.db, proposal.id)}; not rejecting it")
     try:
         records.transition(app.db, proposal.id, ProposalStatus.REJECTED, actor=request.source,
                            reason=request.reason or f"rejected on the {request.source}", expect=proposal.status)  # fmt: skip

@@ -73,8 +73,8 @@ def _chain(app: App, project: Project, rec: Recorder, request: Request) -> RunOu
 
     out = RunOutcome(project.name, "nothing", rec.run_id)
     mode = request.mode or project.mode
-    if request.proposal_id is not None and mode == "propose":
-        mode = "push"  # an approval is the person's go-ahead for the step `propose` mode waits at
+    if request.proposal_id is not None:
+        mode = "push"  # an approval is the person's go-ahead for the whole chain, whatever the project's mode
     stop = MODES.index(mode)
     if project.branch and git.current_branch(project.path) != project.branch:
         raise InputError(f"{project.name} is not on its configured branch {project.branch!r}; not touching it")
@@ -82,6 +82,7 @@ def _chain(app: App, project: Project, rec: Recorder, request: Request) -> RunOu
         with rec.step("push-pending"):  # a push that failed last time
             push(app, project, run_id=rec.run_id)
     feedback = None
+    failed: TestsFailed | None = None
     proposal: records.Proposal | None
     for attempt in range(project.retries + 1):
         if request.proposal_id is not None:
@@ -98,15 +99,28 @@ def _chain(app: App, project: Project, rec: Recorder, request: Request) -> RunOu
             return out
         out = out.but(proposal_id=proposal.id)
         rec.proposal_id = proposal.id
+        if request.proposal_id is None and not request.retry_known:
+            known = _known_failure(app, project, rec, proposal)
+            if known and failed is not None:
+                raise failed  # the retry came back with the change that just failed the tests
+            if known:
+                return out.but(error=known)
         if stop == MODES.index("propose"):
+            return out.but(status="ok")
+        if not project.test and project.unproven == "propose" and request.proposal_id is None:
+            with rec.step("validate") as entry:
+                why = (f"no test command: proposal #{proposal.id} waits for a person to approve it "
+                       '(set `test`, or unproven = "push" to land unproven changes)')  # fmt: skip
+                entry["outcome"], entry["detail"] = "skipped", why
+                log.warning("%s: %s", project.name, why)
             return out.but(status="ok")
         with rec.step("validate") as entry:
             try:
-                validated = validate(app, project, proposal)
+                validated = validate(app, project, proposal, actor=_actor(request))
                 break
             except TestsFailed as e:
                 entry["outcome"], entry["detail"] = "rejected", str(e)
-                feedback = e.output or str(e)
+                feedback, failed = e.output or str(e), e
                 if request.proposal_id is not None or attempt == project.retries:
                     raise
                 log.info("%s: retrying with the test output (%d of %d)", project.name, attempt + 1, project.retries)
@@ -131,15 +145,35 @@ def _chain(app: App, project: Project, rec: Recorder, request: Request) -> RunOu
     return out
 
 
+def _actor(request: Request) -> str:
+    """Who moves the proposal: the person's channel for an approval, pimainteno for its own runs."""
+    return request.source if request.proposal_id is not None else "pimainteno"
+
+
+def _known_failure(app: App, project: Project, rec: Recorder, proposal: records.Proposal) -> str | None:
+    """When the same change failed before: the new proposal is discarded and the reason returned."""
+    why = records.failed_before(app.db, project.name, proposal.fingerprint, other_than=proposal.id)
+    if why is None:
+        return None
+    said = f"the same change was {why}; not trying it again (ask with `pimainteno run --retry-known`)"
+    with rec.step("memory") as entry:
+        entry["outcome"], entry["detail"] = "skipped", said
+        records.transition(app.db, proposal.id, ProposalStatus.DISCARDED, actor="pimainteno", reason=said)
+    return said  # logged once, as the run's outcome
+
+
 def _approved(app: App, project: Project, request: Request) -> records.Proposal:
     """The stored proposal a request names, marked approved by whoever asked (it must still be waiting)."""
     assert request.proposal_id is not None
     proposal = records.get_proposal(app.db, request.proposal_id)
-    if proposal.project != project.name or proposal.status not in records.WAITING:
-        raise InputError(f"proposal #{proposal.id} is {proposal.status} for {proposal.project}; cannot apply it")
+    if proposal.project != project.name:
+        raise InputError(f"proposal #{proposal.id} belongs to {proposal.project}, not {project.name}; not applying it")
+    if proposal.status not in records.WAITING:
+        raise InputError(f"{records.decided(app.db, proposal.id)}; not applying it")
     if proposal.status == ProposalStatus.PROPOSED:
         records.transition(app.db, proposal.id, ProposalStatus.APPROVED, actor=request.source,
-                           reason=request.reason or "approved")  # fmt: skip
+                           reason=request.reason or f"approved on the {request.source}",
+                           expect=ProposalStatus.PROPOSED)  # fmt: skip
     return records.get_proposal(app.db, proposal.id)
 
 

@@ -58,7 +58,30 @@ def resolve_patch(app: App, text: str | None, project_name: str | None,
     name = project_name or named
     if not name:
         raise InputError("the patch names no project; pass --project NAME")
-    return app.project(name), text, header_id
+    project = app.project(name)
+    if header_id is not None:
+        why = _no_credit(app, project, text, header_id)
+        if why:
+            log.warning("%s: applying it as a plain diff, not as proposal #%d: %s", project.name, header_id, why)
+            header_id = None
+    return project, text, header_id
+
+
+def _no_credit(app: App, project: Project, text: str, proposal_id: int) -> str | None:
+    """Why a patch's `proposal=N` header earns it no credit for proposal N; None when it is exactly N's diff."""
+    try:
+        proposal = records.get_proposal(app.db, proposal_id)
+    except InputError:
+        return "there is no such proposal"
+    if proposal.project != project.name:
+        return f"that proposal belongs to project {proposal.project!r}"
+    try:
+        fingerprint = git.patch_id(project.path, text)
+    except git.GitError:
+        fingerprint = None
+    if not fingerprint or fingerprint != proposal.fingerprint:
+        return "the patch is not that proposal's diff (it was edited)"
+    return None
 
 
 def check(project: Project, text: str) -> tuple[str, list[str]]:
@@ -76,6 +99,8 @@ def apply_patch(app: App, text: str | None, *, project_name: str | None = None, 
                 check_only: bool = False, actor: str = "cli") -> Applied:  # fmt: skip
     """Check a patch and stage it in the project's working tree; touches nothing unless every check passed."""
     project, text, proposal_id = resolve_patch(app, text, project_name, proposal_id)
+    if proposal_id is not None and not check_only:
+        _refuse_stale(app, project, proposal_id, actor)
     text, paths = check(project, text)
     busy = sorted(git.changed_paths(project.path) & set(paths))
     if busy:
@@ -99,6 +124,19 @@ def apply_patch(app: App, text: str | None, *, project_name: str | None = None, 
         records.transition(app.db, proposal_id, ProposalStatus.APPLIED, actor=actor, reason="applied by hand")
     log.info("%s: applied and staged %s: %s", project.name, plural(len(paths), "file"), ", ".join(paths))
     return Applied(project.name, proposal_id, paths, False)
+
+
+def _refuse_stale(app: App, project: Project, proposal_id: int, actor: str) -> None:
+    """A waiting proposal that no longer applies at HEAD leaves the approval list as `stale`, and is refused."""
+    from pimainteno.pipeline.validate import why_stale
+
+    proposal = records.get_proposal(app.db, proposal_id)
+    if proposal.status not in records.WAITING:
+        return  # the lifecycle check refuses it with its own reason
+    why = why_stale(project, proposal, git.head(project.path))
+    if why:
+        records.transition(app.db, proposal_id, ProposalStatus.STALE, actor=actor, reason=why, expect=proposal.status)
+        raise PatchRejected(f"{why}; proposal #{proposal_id} is marked stale and can be proposed again")
 
 
 def record_commit(app: App, project: Project, sha: str, message: str, proposal_id: int | None, run_id: int | None,

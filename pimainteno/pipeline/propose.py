@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from pimainteno import git, records
 from pimainteno.errors import SEE_DOCTOR, InputError, ToolError
-from pimainteno.procs import run_command
 from pimainteno.providers.base import accounted, get_provider, patch_prompt
 from pimainteno.words import plural
 
@@ -173,7 +172,13 @@ def propose(
     with git.temporary_worktree(project.path, app.state_dir, project.name) as worktree:
         failing = None
         if project.test and failure_id is None and not feedback:
-            result = run_command(project.test, worktree, project.test_timeout)
+            # The model's worktree is HEAD as committed, but its tests run like a proof: in the sandbox.
+            from pimainteno.pipeline.validate import run_tests, sandbox_problem
+
+            problem = sandbox_problem(project)
+            if problem:
+                raise ToolError(problem)
+            result = run_tests(project, worktree)
             git.reset_worktree(worktree)
             if not result.ok:
                 failing = result.output or f"exit status {result.exit_status}"

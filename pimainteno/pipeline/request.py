@@ -27,6 +27,7 @@ class Request:
     failure_id: int | None = None
     proposal_id: int | None = None
     mode: str | None = None  # None: the project's configured mode
+    retry_known: bool = False  # try a change again although the same one was rejected or rolled back before
 
     @classmethod
     def from_trigger(cls, t: Trigger) -> Request:

@@ -1,7 +1,10 @@
-"""Prove a proposal: the patch policy, then the project's own tests on HEAD + the patch in a fresh worktree.
+"""Prove a proposal: the patch policy, then the project's own tests on HEAD + the patch, in the proof sandbox.
 
-`validate` only judges; `commit_validated` then builds pimainteno's commit from the proposal's own
-checked diff on the HEAD it was proven on — never from whatever a worktree holds after the tests.
+The tests run in bubblewrap with the validation worktree shown at the project's own path
+(pimainteno/sandbox.py); afterwards the worktree must still be exactly HEAD + the proposal
+(pimainteno/proof.py). `validate` only judges; `commit_validated` then builds pimainteno's commit
+from the proposal's own checked diff on the HEAD it was proven on — never from whatever a worktree
+holds after the tests.
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pimainteno import git, records
+from pimainteno import git, proof, records, sandbox
 from pimainteno.errors import SEE_DOCTOR, PatchRejected, ValidationFailed
-from pimainteno.procs import NOT_FOUND, run_command, tail
+from pimainteno.procs import NOT_FOUND, CommandResult, tail
 from pimainteno.records import ProposalStatus
 
 if TYPE_CHECKING:
@@ -22,16 +25,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pimainteno")
 TEST_OUTPUT_CHARS = 16_000
+UNSAFE = "sandbox = false: the tests run with your full rights, unsandboxed (UNSAFE; see docs/pipeline.md)"
 
 
 @dataclass(frozen=True)
 class Validated:
-    """A proposal that passed: the exact patch text checked and applied, and the HEAD it was proven on."""
+    """A proposal that passed: the exact patch text checked and applied, and the HEAD and tree it was proven on."""
 
     proposal_id: int
     head: str
     patch: str
     proven: bool  # the tests ran and passed (False: checked only, no test command)
+    tree: str = ""  # HEAD + the patch as git writes it: the tree the commit must have
 
 
 class TestsFailed(ValidationFailed):
@@ -42,22 +47,65 @@ class TestsFailed(ValidationFailed):
         self.output = output
 
 
-def validate(app: App, project: Project, proposal: records.Proposal, *, actor: str = "pimainteno") -> Validated:
-    """Check the patch and run the tests on HEAD + patch; the proposal ends validated, checked, rejected or stale.
+def sandbox_problem(project: Project) -> str | None:
+    """Why the project's tests cannot run in the proof sandbox here (one line with the fix); None when they can.
 
-    Raises PatchRejected (policy, or it does not apply) or TestsFailed; the proposal is marked first.
+    With `sandbox = false` there is no problem, but a warning on every run.
     """
+    if not project.sandbox.enabled:
+        log.warning("%s: %s", project.name, UNSAFE)
+        return None
+    problem = sandbox.problem()
+    if problem:
+        return f"{project.name}: the tests cannot run in the proof sandbox: {problem} (or set sandbox = false: unsafe)"
+    return None
+
+
+def run_tests(project: Project, worktree: Path, timeout: float | None = None) -> CommandResult:
+    """The project's test command on ``worktree``, shown at the project's path, with its sandbox settings."""
+    assert project.test is not None
+    box = project.sandbox
+    return sandbox.run_tests(project.test, worktree, project.path, project.test_timeout if timeout is None else timeout,
+                             enabled=box.enabled, network=box.network, writable=box.writable)  # fmt: skip
+
+
+def why_stale(project: Project, proposal: records.Proposal, head: str) -> str | None:
+    """Why a proposal no longer applies at ``head`` (HEAD moved since it was made); None when it applies."""
+    if head == proposal.base_head:
+        return None
+    log.info("%s: HEAD moved since proposal #%d; checking it still applies", project.name, proposal.id)
+    try:
+        proof.expected_tree(project.path, head, proposal.diff)
+    except PatchRejected as e:
+        return str(e)
+    return None
+
+
+def validate(app: App, project: Project, proposal: records.Proposal, *, actor: str = "pimainteno") -> Validated:
+    """Check the patch and prove it on HEAD + patch; the proposal ends validated, checked, rejected or stale.
+
+    Raises PatchRejected (policy, or it does not apply), TestsFailed, proof.RepositoryChanged (the
+    tests changed the worktree) — the proposal is marked first — or ToolError when the sandbox cannot
+    run (the proposal is left as it was).
+    """
+    from pimainteno.errors import ToolError
     from pimainteno.patch import check_patch
 
     head = git.head(project.path)
-    if head != proposal.base_head:
-        log.info("%s: HEAD moved since proposal #%d; checking it still applies", project.name, proposal.id)
-    with git.temporary_worktree(project.path, app.state_dir, f"{project.name}-validate") as wt:
-        try:
-            text = check_patch(proposal.diff, project.path, project.policy, project=project.name).text
-        except PatchRejected as e:
-            records.transition(app.db, proposal.id, ProposalStatus.REJECTED, actor=actor, reason=str(e))
-            raise
+    stale = why_stale(project, proposal, head)
+    if stale:
+        records.transition(app.db, proposal.id, ProposalStatus.STALE, actor=actor, reason=stale)
+        raise PatchRejected(f"{stale}; proposal #{proposal.id} is marked stale and can be proposed again")
+    try:
+        text = check_patch(proposal.diff, project.path, project.policy, project=project.name).text
+    except PatchRejected as e:
+        records.transition(app.db, proposal.id, ProposalStatus.REJECTED, actor=actor, reason=str(e))
+        raise
+    if project.test:
+        problem = sandbox_problem(project)
+        if problem:
+            raise ToolError(problem)
+    with git.temporary_worktree(project.path, app.state_dir, f"{project.name}-validate", rev=head) as wt:
         try:
             git.git(wt, "apply", "--index", "--whitespace=nowarn", "-", input=text)
         except git.GitError as e:
@@ -65,34 +113,48 @@ def validate(app: App, project: Project, proposal: records.Proposal, *, actor: s
             why = f"patch rejected: it does not apply to {project.name} at HEAD: {e}"
             status = ProposalStatus.STALE if moved else ProposalStatus.REJECTED
             records.transition(app.db, proposal.id, status, actor=actor, reason=why)
-            raise PatchRejected(why) from None
+            raise PatchRejected(why + ("; it is marked stale and can be proposed again" if moved else "")) from None
         if not project.test:
             log.warning("%s: no test command configured; the patch is checked but not proven", project.name)
             records.transition(app.db, proposal.id, ProposalStatus.CHECKED, actor=actor,
                                reason="passed the patch policy and applies; no test command to prove it")  # fmt: skip
-            return Validated(proposal.id, head, text, proven=False)
+            return Validated(proposal.id, head, text, proven=False, tree=proof.expected_tree(wt, head, text))
         shown = project.test if isinstance(project.test, str) else " ".join(project.test)
         log.info("%s: proving proposal #%d with `%s`", project.name, proposal.id, shown)
-        result = run_command(project.test, wt, project.test_timeout)
-    if not result.ok:
-        why = "timed out" if result.timed_out else result.error or f"failed (exit status {result.exit_status})"
-        if result.error or result.exit_status == NOT_FOUND:  # the test command did not run: a set-up problem
-            why = f"did not start ({result.error or tail(result.output, 200).strip()}); {SEE_DOCTOR}"
-        output = records.scrub(tail(result.output, TEST_OUTPUT_CHARS))
-        records.transition(app.db, proposal.id, ProposalStatus.REJECTED, actor=actor, reason=f"tests {why}",
+        box = project.sandbox
+        try:
+            proven = proof.prove(project.test, wt, project.path, text, project.test_timeout, enabled=box.enabled,
+                                 network=box.network, writable=box.writable)  # fmt: skip
+        except proof.RepositoryChanged as e:
+            records.transition(app.db, proposal.id, ProposalStatus.REJECTED, actor=actor, reason=str(e))
+            raise proof.RepositoryChanged(f"proposal #{proposal.id} rejected: {e}; nothing of it lands") from None
+    if proven.failure:
+        failure = proven.failure
+        if proven.result.error or proven.result.exit_status == NOT_FOUND:  # did not run: a set-up problem
+            failure = f"the tests did not start ({proven.result.error or tail(proven.result.output, 200).strip()}); {SEE_DOCTOR}"
+        output = records.scrub(tail(proven.result.output, TEST_OUTPUT_CHARS))
+        records.transition(app.db, proposal.id, ProposalStatus.REJECTED, actor=actor, reason=failure,
                            test_output=output)  # fmt: skip
-        raise TestsFailed(f"proposal #{proposal.id} rejected: the tests {why}; not applied", output)
-    records.transition(app.db, proposal.id, ProposalStatus.VALIDATED, actor=actor, reason=f"`{shown}` passed")
-    return Validated(proposal.id, head, text, proven=True)
+        raise TestsFailed(f"proposal #{proposal.id} rejected: {failure}; not applied", output)
+    records.transition(app.db, proposal.id, ProposalStatus.VALIDATED, actor=actor,
+                       reason=f"`{shown}` passed" + ("" if box.enabled else " (unsandboxed: sandbox = false)"))  # fmt: skip
+    return Validated(proposal.id, proven.expected.head, text, proven=True, tree=proven.expected.tree)
 
 
 def commit_validated(app: App, project: Project, proposal: records.Proposal, validated: Validated,
                      run_id: int | None) -> str:  # fmt: skip
-    """pimainteno's commit of exactly the validated patch on the HEAD it was proven on; its sha (not yet merged)."""
+    """pimainteno's commit of exactly the validated patch on the HEAD it was proven on; its sha (not yet merged).
+
+    Built with `git commit-tree` from the proposal's checked diff (proof.commit_proposal): the tree
+    must be the one the tests proved; no worktree's content is ever committed.
+    """
     with git.temporary_worktree(project.path, app.state_dir, f"{project.name}-commit", rev=validated.head) as wt:
         git.git(wt, "apply", "--index", "--whitespace=nowarn", "-", input=validated.patch)
         subject = commit_subject(app, project, wt, proposal.diff, proposal.files, run_id)
-        return git.make_commit(wt, git.commit_message(subject, proposal.id), app.config.git.author_or_default)
+    expected = proof.Expected(validated.head, validated.tree, "", {})
+    message = git.commit_message(subject, proposal.id)
+    return proof.commit_proposal(project.path, expected, validated.patch, message,
+                                 author=app.config.git.author_or_default)  # fmt: skip
 
 
 def commit_subject(app: App, project: Project, worktree: Path, diff: str, files: list[str], run_id: int | None) -> str:

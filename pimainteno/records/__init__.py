@@ -52,6 +52,8 @@ from pimainteno.records.proposals import (
     Proposal,
     ProposalStatus,
     add_proposal,
+    decided,
+    failed_before,
     get_proposal,
     transition,
 )
@@ -74,7 +76,7 @@ __all__ = [
     "restarting_run",
     "withdraw_restart",
     "REDACTED", "TRANSITIONS", "WAITING", "IllegalTransition", "Proposal", "ProposalStatus", "add_commit",
-    "add_failure", "add_llm_call", "add_proposal", "add_restart", "add_summary", "add_trigger", "cached_summary",
+    "add_failure", "add_llm_call", "add_proposal", "decided", "failed_before", "add_restart", "add_summary", "add_trigger", "cached_summary",
     "commit_row", "count_heals_since", "delete_status", "end_heal", "failure_row", "finish_restart", "finish_run",
     "forget_commit", "get_proposal", "get_status", "known_failure", "last_llm_call", "last_runs", "mark_pushed", "mark_reverted",
     "note_push_error", "now", "remember_secrets", "rows", "running_runs", "scrub", "secrets_of", "set_status",

@@ -106,6 +106,17 @@ def get_status(db: sqlite_utils.Database) -> dict[str, dict[str, str]]:
 # --- projects: the configuration, mirrored for the dashboard ----------------------------------------
 
 
+def proof_of(p: Project) -> str:
+    """How the project's patches are proven, as the dashboard's `projects.proof` shows it."""
+    if not p.test:
+        return "none: no test command, runs push unproven" if p.unproven == "push" else (
+            "none: no test command, proposals wait for a person"
+        )  # fmt: skip
+    if not p.sandbox.enabled:
+        return "UNSAFE: tests run unsandboxed (sandbox = false)"
+    return "tests in the sandbox" + (", with network" if p.sandbox.network else "")
+
+
 def sync_projects(db: sqlite_utils.Database, projects: Iterable[Project], default_provider: str) -> None:
     """Mirror the configured projects into `projects`; projects no longer configured are removed."""
     stamp = now()
@@ -114,7 +125,7 @@ def sync_projects(db: sqlite_utils.Database, projects: Iterable[Project], defaul
     names = [p.name for p in projects]
     wanted = {
         p.name: {"name": p.name, "path": str(p.path), "unit": p.unit, "remote": p.remote, "branch": p.branch,
-                 "mode": p.mode, "provider": p.provider or default_provider}
+                 "mode": p.mode, "provider": p.provider or default_provider, "proof": proof_of(p)}
         for p in projects
     }  # fmt: skip
     have = {r["name"]: {k: v for k, v in r.items() if k != "updated_at"} for r in table.rows}

@@ -157,3 +157,46 @@ def _event(db: sqlite_utils.Database, proposal_id: int, old: ProposalStatus | No
         "proposal_id": proposal_id, "at": now(), "from_status": old.value if old else None, "to_status": new.value,
         "actor": actor, "reason": reason,
     })  # fmt: skip
+
+
+REMEMBERED = (S.REJECTED, S.ROLLED_BACK)  # failed fixes: an automatic run never tries the same change again
+
+
+def failed_before(db: sqlite_utils.Database, project: str, fingerprint: str | None, *,
+                  other_than: int | None = None) -> str | None:  # fmt: skip
+    """Why the change with this fingerprint is known to fail in ``project`` ("rolled back in run #N",
+    "rejected in proposal #N: reason"), or None when it never failed (or has no fingerprint)."""
+    if not fingerprint:
+        return None
+    marks = ", ".join("?" for _ in REMEMBERED)
+    found = list(db.table("proposals").rows_where(
+        f"project = ? AND fingerprint = ? AND status IN ({marks}) AND id != ?",
+        [project, fingerprint, *REMEMBERED, other_than or 0], order_by="id DESC", limit=1,
+        select="id, status, status_reason",
+    ))  # fmt: skip
+    if not found:
+        return None
+    row = found[0]
+    if row["status"] == S.ROLLED_BACK:
+        commits = list(db.table("commits").rows_where("proposal_id = ? AND kind = 'patch'", [row["id"]],
+                                                       select="run_id", order_by="id DESC", limit=1))  # fmt: skip
+        run_id = commits[0]["run_id"] if commits else None
+        return f"rolled back in run #{run_id}" if run_id else f"rolled back (proposal #{row['id']})"
+    said = (row["status_reason"] or "").splitlines()[0][:200] if row["status_reason"] else ""
+    return f"rejected in proposal #{row['id']}" + (f" ({said})" if said else "")
+
+
+def decided(db: sqlite_utils.Database, proposal_id: int) -> str:
+    """What became of a proposal, in one line: "proposal #3 was rejected by dashboard (reason)", "... is pushed"."""
+    found = list(db.table("proposals").rows_where("id = ?", [proposal_id], limit=1,
+                                                   select="status, decided_by, status_reason"))  # fmt: skip
+    if not found:
+        return f"no proposal #{proposal_id}"
+    row = found[0]
+    status, by = S(row["status"]), row["decided_by"]
+    said = (row["status_reason"] or "").strip().splitlines()
+    reason = f" ({said[0][:200]})" if said else ""
+    if status in (S.REJECTED, S.DISCARDED, S.APPROVED) and by:
+        return f"proposal #{proposal_id} was {status} by {by}{reason}"
+    approved = f", approved by {by}" if by else ""
+    return f"proposal #{proposal_id} is {status}{approved}{reason}"

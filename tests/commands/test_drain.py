@@ -175,7 +175,7 @@ def test_reject_marks_a_waiting_proposal_rejected_by_the_user(app: App, tmp_path
     assert status == {waiting: "rejected / rejected on the dashboard", landed: "committed / "}
     assert [(r["kind"], r["proposal_id"], r["status"], r["detail"]) for r in triggers(app)] == [
         ("reject", waiting, "done", "rejected"),
-        ("reject", landed, "failed", f"failed: proposal #{landed} is committed; only a waiting one can be rejected"),
+        ("reject", landed, "failed", f"failed: proposal #{landed} is committed; not rejecting it"),
         ("reject", 999, "failed", "failed: no proposal #999 for p00"),
     ]
 
@@ -272,7 +272,7 @@ def test_a_live_drains_claims_are_left_alone(app: App, tmp_path: Path) -> None:
 def test_follow_keeps_draining_until_interrupted(tmp_path: Path) -> None:
     write_config(tmp_path, f"[[project]]\nname = 'app'\npath = '{tmp_path / 'app'}'\n")
     app = App()
-    proposal = add_proposal(app, "app", "approved")
+    proposal = add_proposal(app, "app", "proposed")  # approved would be decided already: reject is refused
     follower = subprocess.Popen(
         [sys.executable, "-m", "pimainteno", "drain", "--follow", "--json"],
         cwd=REPO_ROOT,

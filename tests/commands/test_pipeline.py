@@ -233,7 +233,8 @@ def test_a_patch_that_breaks_the_tests_is_never_committed(tmp_path: Path) -> Non
     assert run_git(tmp_path / "remote.git", "rev-parse", "main") == before[0]
     d = database(tmp_path)
     rows = d.execute("select status, test_output from proposals order by id").fetchall()
-    assert [r[0] for r in rows] == ["rejected", "rejected"]  # one retry by default
+    # One retry by default; the fixer made the same change again, which is not tested twice (memory).
+    assert [r[0] for r in rows] == ["rejected", "discarded"]
     assert "FAIL" in rows[0][1] or "Error" in rows[0][1]
     assert d.execute("select count(*) from llm_calls where purpose = 'patch'").fetchone()[0] == 2
     assert d.execute("select count(*) from commits").fetchone()[0] == 0
@@ -320,9 +321,11 @@ def kill_parent_script() -> str:
     return "#!/bin/sh\nkill -KILL $PIMAINTENO_VICTIM\nsleep 5\n"
 
 
-@pytest.mark.parametrize("where", ["propose", "validate", "merge", "push"])
+# No "merge": pimainteno's fast-forward runs no hooks (git.py), so nothing of the project's can kill it there.
+@pytest.mark.parametrize("where", ["propose", "validate", "push"])
 def test_killed_run_leaves_a_consistent_repo_and_the_next_run_succeeds(tmp_path: Path, where: str) -> None:
-    repo = configure(tmp_path)
+    # In the proof sandbox the tests cannot see pimainteno's process to kill it: validate is killed unsandboxed.
+    repo = configure(tmp_path, extra="sandbox = false\n" if where == "validate" else "")
     killer = tmp_path / "kill.sh"
     killer.write_text(kill_parent_script())
     killer.chmod(0o755)

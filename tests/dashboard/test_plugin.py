@@ -121,9 +121,13 @@ async def test_approve_and_reject_enqueue_with_the_proposal(site: Site) -> None:
     page = await site.ds.client.get("/", cookies=site.cookie())
     assert "Waiting for approval" in page.text and 'action="/api/proposals/2/approve"' in page.text
     assert (await site.post_as("/api/proposals/2/approve")).status_code == 302
-    assert (await site.post_as("/api/proposals/2/reject")).status_code == 302
+    # Approve and reject are exclusive: the one queued first stands.
+    both = await site.ds.client.post("/api/proposals/2/reject", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert both.status_code == 409 and both.json()["error"] == (
+        "proposal #2 already has an approval queued; approve and reject are exclusive"
+    )
     kinds = {(t["kind"], t["proposal_id"]) for t in pending(site.queue_dir)}
-    assert kinds == {("apply", 2), ("reject", 2)}
+    assert kinds == {("apply", 2)}
     done = await site.ds.client.post("/api/proposals/1/approve", headers={"Authorization": f"Bearer {TOKEN}"})
     assert done.status_code == 409 and done.json()["error"] == "proposal #1 is committed, not waiting for approval"
     missing = await site.ds.client.post("/api/proposals/99/reject", headers={"Authorization": f"Bearer {TOKEN}"})
