@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pimainteno import fleet, fleet_restore
+from pimainteno import fleet_restore
 from pimainteno.commands.demo import make_sample
+from pimainteno.config import ReplicateConfig
 from tests.conftest import REPO_ROOT, run_cli
 
 PY = sys.executable
@@ -131,7 +132,7 @@ def litestreams_for(config: Path) -> list[int]:
 def restorable(url: str, cache: Path) -> bool:
     """The central side restores the replica, checked, and it holds the host's run."""
     root, host = url.rsplit("/", 1)
-    view = fleet_restore.refresh(fleet.Replicate(url=root, host=host), fleet_restore.HostView(host), cache)
+    view = fleet_restore.refresh(ReplicateConfig(url=root, host=host), fleet_restore.HostView(host), cache)
     if view.snapshot is None or view.problem is not None:
         return False
     with contextlib.closing(sqlite3.connect(view.snapshot)) as conn:
