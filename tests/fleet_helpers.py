@@ -66,8 +66,9 @@ class Procs:
                 self.stop(proc, timeout=5)
 
 
-def make_host(root: Path, n: int) -> Path:
-    """A host: its own state directory and a real project, run once for real (summarize → push)."""
+def make_host(root: Path, n: int, extra: str = "") -> Path:
+    """A host: its own state directory and a real project, run once for real (summarize → push).
+    `extra`: more tables for its configuration (e.g. [replicate])."""
     root.mkdir(parents=True)
     repo, _ = make_sample(root)
     config = root / "PiMainteno.toml"
@@ -78,6 +79,7 @@ def make_host(root: Path, n: int) -> Path:
         f'test = {json.dumps(TESTS)}\nmode = "push"\nrestart = false\ntest_timeout = 60\n'
         # host 1's dashboard listens for other machines: the fleet page links to it
         + ('\n[web]\nhost = "0.0.0.0"\nport = 8011\n' if n == 1 else "")
+        + (f"\n{extra}" if extra else "")
     )
     done = run_cli("--config", str(config), "run", f"app-{n}")
     assert done.returncode == 0, done.stderr

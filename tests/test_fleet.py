@@ -164,9 +164,12 @@ def test_three_hosts_replicate_and_one_fleet_view_shows_them(tmp_path: Path, pro
     replicas = tmp_path / "nas"
     replicas.mkdir()
     url = f"file://{replicas}"
-    configs = {f"host-{n}": make_host(tmp_path / f"host-{n}", n) for n in (1, 2, 3)}
+    # hosts 1 and 2 are set up as docs/fleet.md says, with [replicate]; host 3 by command-line options
+    table = {n: f'[replicate]\nurl = "{url}"\nhost = "host-{n}"\ninterval = {INTERVAL}\n' for n in (1, 2)}
+    configs = {f"host-{n}": make_host(tmp_path / f"host-{n}", n, table.get(n, "")) for n in (1, 2, 3)}
+    overrides = ("--url", url, "--name", "host-3", "--interval", INTERVAL)
     replicators = {
-        name: procs.start(name, "--config", str(cfg), "replicate", "--url", url, "--name", name, "--interval", INTERVAL)
+        name: procs.start(name, "--config", str(cfg), "replicate", *(overrides if name == "host-3" else ()))
         for name, cfg in configs.items()
     }
     # The central machine has no configuration of its own: only the URL.
