@@ -2,8 +2,9 @@
 
 The `[replicate]` settings are declared once, in the configuration schema (`ReplicateConfig`);
 this module holds what follows from them: the replica URL of a host, the Litestream configuration
-written for a host and the claim that stops two hosts from writing one replica. Reading and restoring replicas for the
-central view is fleet_restore.py; the systemd unit and doctor's checks are fleet_units.py.
+written for a host and the claim that stops two hosts from writing one replica. Reading and
+restoring replicas for the central view is fleet_restore.py; the systemd unit and the replication
+checks of doctor and status are fleet_units.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The fleet's pieces for install-systemd and doctor: the replicate unit and the replication checks."""
+"""The fleet's pieces for install-systemd, doctor and status: the replicate unit and the replication checks."""
 
 from __future__ import annotations
 
