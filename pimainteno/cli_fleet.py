@@ -14,7 +14,7 @@ def _configured(app: App, need_config: bool) -> Any:
     from pimainteno.errors import ConfigError
 
     try:
-        return getattr(app.config, "replicate", None)
+        return app.config.replicate
     except ConfigError as e:
         if need_config or "no such file" not in str(e):
             raise
@@ -27,18 +27,19 @@ def _settings(app: App, url: str | None, name: str | None, interval: float | Non
     return fleet.resolve(_configured(app, need_config), url=url, host=name, interval=interval)
 
 
-url_option = click.option("--url", metavar="URL", help="Replica URL [default: [replicate] url].")
+url_option = click.option("--url", metavar="URL", help="Replica URL, overriding [replicate] url.")
 
 
 def interval_option(what: str) -> Any:
+    # bounds and default are [replicate] interval's, checked by fleet.resolve (--help imports no schema)
     return click.option(
-        "--interval", type=click.FloatRange(0.5, 3600), metavar="S", help=f"Seconds between {what} [default: 10]."
+        "--interval", type=float, metavar="S", help=f"Seconds between {what}, overriding [replicate] interval."
     )
 
 
 @click.command()
 @url_option
-@click.option("--name", metavar="NAME", help="This host's name in the fleet [default: [replicate] host, the hostname].")
+@click.option("--name", metavar="NAME", help="This host's name in the fleet, overriding [replicate] host.")
 @interval_option("syncs and heartbeats")
 @click.pass_obj
 def replicate(app: App, url: str | None, name: str | None, interval: float | None) -> None:

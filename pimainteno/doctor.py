@@ -237,6 +237,14 @@ def _dashboard_checks(cfg: Any) -> Iterator[Check]:
                     "put an authenticating proxy in front, or bind [web] host = \"127.0.0.1\"")  # fmt: skip
 
 
+def replicate_checks(cfg: Any, db_path: Path) -> Iterator[Check]:
+    """[replicate] is set: litestream, the replica, and whether replication keeps up (docs/fleet.md)."""
+    from pimainteno import fleet_units
+
+    for status, detail, fix in fleet_units.check(cfg.replicate, db_path):
+        yield Check("replication", status, detail, fix)
+
+
 def run_checks(config_path: str | None, db_override: str | None, project: str | None = None) -> list[Check]:
     """Every check, in order; a configuration that does not load is the only check then."""
     from pimainteno import config
@@ -251,11 +259,14 @@ def run_checks(config_path: str | None, db_override: str | None, project: str | 
             "configuration", WARN, f"{cfg.path} has no projects", "`pimainteno add PATH` for each repository"
         )
     projects = [cfg.project(project)] if project else list(cfg.projects)
-    checks += host_checks(cfg, Path(db_override).expanduser() if db_override else cfg.database)
+    db_path = Path(db_override).expanduser() if db_override else cfg.database
+    checks += host_checks(cfg, db_path)
     from pimainteno.doctor_project import project_checks
 
     for p in projects:
         checks += project_checks(cfg, p)
     checks += provider_checks(cfg)
     checks += system_checks(cfg)
+    if cfg.replicate is not None:
+        checks += replicate_checks(cfg, db_path)
     return checks

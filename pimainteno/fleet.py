@@ -1,13 +1,16 @@
 """The fleet: each host streams its database with Litestream to `<url>/<host>`; one machine reads them all.
 
-This module holds the `[replicate]` settings, the Litestream configuration written for a host and
-the claim that stops two hosts from writing one replica. Reading and restoring replicas for the
-central view is fleet_restore.py; the systemd unit and doctor's checks are fleet_units.py.
+The `[replicate]` settings are declared once, in the configuration schema (`ReplicateConfig`);
+this module holds what follows from them: the replica URL of a host, the Litestream configuration
+written for a host and the claim that stops two hosts from writing one replica. Reading and
+restoring replicas for the central view is fleet_restore.py; the systemd unit and the replication
+checks of doctor and status are fleet_units.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -16,133 +19,44 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pimainteno.errors import ConfigError, InputError, ToolError
+from pimainteno.config import forms
+from pimainteno.config.schema import ReplicateConfig
+from pimainteno.errors import InputError, ToolError
 
-SCHEMES = ("file", "sftp", "s3")
 MARKER = "pimainteno-host.json"  # in <url>/<host>/ for file:// replicas: which machine owns the name
 HOST_ID_FILE = "fleet-host-id"  # in the state directory: this host's identity, made once
 LITESTREAM_CONFIG = "litestream.yml"  # in the state directory
 HEARTBEAT_KEY = "replicate.heartbeat"  # a `status` row rewritten every interval, so staleness shows centrally
-
-KEYS = ("host", "url", "interval", "env_file", "hosts")
-HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-
-
-def default_host() -> str:
-    """This machine's short host name, made into a valid fleet name."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname().split(".")[0]).strip("-._")
-    return name[:63] or "host"
+HOST_NAME = re.compile(forms.HOST)  # the schema's form of a host name: one path segment of the replica URL
+OPTIONS = {"url": "--url", "host": "--name"}  # command-line overrides of [replicate] checked by its key's check
 
 
-def check_host(name: str, key: str = "host") -> str:
-    if not isinstance(name, str) or not HOST_NAME.match(name):
-        raise ConfigError(
-            f"[replicate] {key}: {name!r} is not a host name; use letters, digits, '.', '_' and '-' (at most 63)"
-        )
-    return name
+def scheme(replicate: ReplicateConfig) -> str:
+    return urlsplit(replicate.url).scheme
 
 
-def check_url(url: str) -> str:
-    """A replica URL Litestream accepts: file:///absolute/dir, sftp://[user@]host/path or s3://bucket[/path]."""
-    if not isinstance(url, str) or not url or any(c.isspace() for c in url):
-        raise ConfigError(f"[replicate] url: {url!r} is not a URL; e.g. file:///mnt/nas/pimainteno or s3://bucket/dir")
-    parts = urlsplit(url)
-    if parts.scheme not in SCHEMES:
-        raise ConfigError(
-            f"[replicate] url: {url!r}: Litestream replicates to {', '.join(s + '://' for s in SCHEMES)} here; "
-            "e.g. file:///mnt/nas/pimainteno"
-        )
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/") or parts.query:
-            raise ConfigError(
-                f"[replicate] url: {url!r}: a file URL needs an absolute path: file:///mnt/nas/pimainteno"
-            )
-        if any(p in (".", "..") for p in parts.path.split("/")):
-            raise ConfigError(f"[replicate] url: {url!r}: write the path without '.' or '..'")
-    elif not parts.hostname:
-        what = "a bucket: s3://bucket/dir" if parts.scheme == "s3" else "a server: sftp://user@nas/srv/pimainteno"
-        raise ConfigError(f"[replicate] url: {url!r} needs {what}")
-    elif parts.password:
-        raise ConfigError(f"[replicate] url: {url!r} holds a password; put credentials in env_file instead")
-    return url
+def replica_url(replicate: ReplicateConfig, host: str | None = None) -> str:
+    """`<url>/<host>`: where one host's database replicates (this host's unless `host` is given)."""
+    name = host or replicate.host
+    if not HOST_NAME.fullmatch(name):  # names from a directory listing: never a path outside the replica
+        raise InputError(f"{name!r} is not a fleet host name; use {forms.fleet_host(name)}")
+    parts = urlsplit(replicate.url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + name))
 
 
-@dataclass(frozen=True)
-class Replicate:
-    """The `[replicate]` table: where this host streams its database, under which name."""
-
-    url: str
-    host: str = field(default_factory=default_host)
-    interval: float = 10.0  # Litestream's sync interval, the heartbeat and the central refresh
-    env_file: Path | None = None  # KEY=VALUE lines (S3 credentials), mode 0600
-    hosts: tuple[str, ...] = ()  # the fleet to show centrally when the store cannot be listed (s3, sftp)
-
-    def __post_init__(self) -> None:
-        check_url(self.url)
-        check_host(self.host)
-        for h in self.hosts:
-            check_host(h, "hosts")
-        if isinstance(self.interval, bool) or not isinstance(self.interval, (int, float)):
-            raise ConfigError(f"[replicate] interval: expected seconds (a number), got {self.interval!r}")
-        if not 0.5 <= self.interval <= 3600:
-            raise ConfigError(f"[replicate] interval: {self.interval} is out of range; use 0.5 to 3600 seconds")
-        if self.env_file is not None and not Path(self.env_file).is_absolute():
-            raise ConfigError(f"[replicate] env_file: {str(self.env_file)!r} must be an absolute path")
-
-    @property
-    def scheme(self) -> str:
-        return urlsplit(self.url).scheme
-
-    def replica_url(self, host: str | None = None) -> str:
-        """`<url>/<host>`: where one host's database replicates."""
-        parts = urlsplit(self.url)
-        return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + check_host(host or self.host)))
-
-    def file_root(self) -> Path | None:
-        """The replica directory for file:// URLs (None for remote stores)."""
-        return Path(unquote(urlsplit(self.url).path)) if self.scheme == "file" else None
-
-    @property
-    def stale_after(self) -> float:
-        return stale_after(self.interval)
+def file_root(replicate: ReplicateConfig) -> Path | None:
+    """The replica directory for file:// URLs (None for remote stores)."""
+    return Path(unquote(urlsplit(replicate.url).path)) if scheme(replicate) == "file" else None
 
 
 def stale_after(interval: float) -> float:
     """How old a host's heartbeat may be before the fleet page calls the host stale."""
     return max(3 * interval, interval + 5)
-
-
-def from_table(table: Mapping[str, Any]) -> Replicate:
-    """A `[replicate]` table from the configuration, every key checked (one line naming the key)."""
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"[replicate]: expected a table, got {type(table).__name__}")
-    unknown = sorted(set(table) - set(KEYS))
-    if unknown:
-        raise ConfigError(f"[replicate] {unknown[0]}: unknown key; known: {', '.join(KEYS)}")
-    if "url" not in table:
-        raise ConfigError('[replicate] url: missing; e.g. url = "file:///mnt/nas/pimainteno"')
-    values: dict[str, Any] = {"url": table["url"]}
-    if "host" in table:
-        values["host"] = table["host"]
-    if "interval" in table:
-        values["interval"] = table["interval"]
-    if table.get("env_file") is not None:
-        if not isinstance(table["env_file"], str):
-            raise ConfigError(f"[replicate] env_file: expected a path, got {table['env_file']!r}")
-        values["env_file"] = Path(table["env_file"]).expanduser()
-    if "hosts" in table:
-        hosts = table["hosts"]
-        if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
-            raise ConfigError(f"[replicate] hosts: expected a list of host names, got {hosts!r}")
-        values["hosts"] = tuple(hosts)
-    return Replicate(**values)
 
 
 def litestream_bin() -> str | None:
@@ -167,14 +81,14 @@ def _duration(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
 
 
-def render_litestream_config(db_path: Path, replicate: Replicate) -> str:
+def render_litestream_config(db_path: Path, replicate: ReplicateConfig) -> str:
     """Litestream's YAML for this host. No secrets: S3 credentials reach Litestream through its environment."""
     replica: dict[str, str] = {}
-    root = replicate.file_root()
+    root = file_root(replicate)
     if root is not None:
         replica = {"type": "file", "path": str(root / replicate.host)}
     else:
-        replica = {"url": replicate.replica_url()}
+        replica = {"url": replica_url(replicate)}
     replica["sync-interval"] = _duration(replicate.interval)
     # JSON strings are YAML double-quoted scalars: paths with ':' or '#' stay one value.
     lines = [
@@ -188,7 +102,7 @@ def render_litestream_config(db_path: Path, replicate: Replicate) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_litestream_config(state_dir: Path, db_path: Path, replicate: Replicate) -> Path:
+def write_litestream_config(state_dir: Path, db_path: Path, replicate: ReplicateConfig) -> Path:
     """Write the YAML into the state directory atomically and return its path."""
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = state_dir / LITESTREAM_CONFIG
@@ -234,15 +148,15 @@ def host_id(state_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def claim(replicate: Replicate, state_dir: Path) -> str:
+def claim(replicate: ReplicateConfig, state_dir: Path) -> str:
     """Make `<url>/<host>` ours, or refuse when another host holds the name (file:// only).
 
     The marker is created with a hard link, which fails when the file exists, so of two hosts
     starting at once exactly one wins. Remote stores (s3, sftp) are not checked: see docs/fleet.md.
     """
-    root = replicate.file_root()
+    root = file_root(replicate)
     if root is None:
-        return f"not checked: {replicate.scheme}:// replicas cannot be claimed; give every host its own name"
+        return f"not checked: {scheme(replicate)}:// replicas cannot be claimed; give every host its own name"
     me = {"host": replicate.host, "id": host_id(state_dir), "hostname": socket.gethostname(), "claimed_at": _now()}
     target = root / replicate.host
     marker = target / MARKER
@@ -282,22 +196,30 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def environment(replicate: Replicate) -> dict[str, str]:
+def environment(replicate: ReplicateConfig) -> dict[str, str]:
     return read_env_file(replicate.env_file) if replicate.env_file else {}
 
 
 def resolve(
-    configured: Replicate | None, url: str | None = None, host: str | None = None, interval: float | None = None
-) -> Replicate:
-    """The settings in use: `[replicate]` from the configuration, refined by command-line options."""
+    configured: ReplicateConfig | None, url: str | None = None, host: str | None = None, interval: float | None = None
+) -> ReplicateConfig:
+    """The settings in use: `[replicate]` from the configuration, refined by command-line options.
+
+    An option is checked by the schema's own check of its key, so it is refused in the same words."""
     if configured is None and url is None:
         raise InputError("no replica URL: set [replicate] url in the configuration, or pass --url")
-    base = configured or Replicate(url=url or "")
-    changes = {k: v for k, v in (("url", url), ("host", host), ("interval", interval)) if v is not None}
-    try:
-        return Replicate(**{**base.__dict__, **changes})
-    except ConfigError as e:
-        raise InputError(str(e)) from None
+    changes: dict[str, Any] = {k: v for k, v in (("url", url), ("host", host), ("interval", interval)) if v is not None}
+    fields = {f.name: f.metadata for f in dataclasses.fields(ReplicateConfig)}
+    low, high = fields["interval"]["ge"], fields["interval"]["le"]
+    if interval is not None and not low <= interval <= high:
+        raise InputError(f"--interval: expected seconds from {low:g} to {high:g}, got {interval:g}")
+    for name, option in OPTIONS.items():
+        if name in changes and (problem := fields[name]["check"](changes[name])):
+            shown = fields[name]["coerce"](changes[name]) if fields[name].get("coerce") else changes[name]
+            raise InputError(f"{option}: expected {problem}, got {shown!r}")
+    if configured is None:
+        return ReplicateConfig(**changes)
+    return dataclasses.replace(configured, **changes)
 
 
 def web_url(cfg: Any) -> str | None:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pimainteno import fleet
+from pimainteno.config import ReplicateConfig
 from pimainteno.errors import PimaintenoError, ToolError
 
 TABLES = {"projects", "runs", "proposals", "status"}
@@ -63,16 +64,16 @@ def replica_info(url: str, env: Mapping[str, str] | None = None, timeout: float 
     return ReplicaInfo(len(entries), txid, newest)
 
 
-def list_hosts(replicate: fleet.Replicate) -> list[str]:
+def list_hosts(replicate: ReplicateConfig) -> list[str]:
     """The fleet: `hosts` from the settings, plus every host directory found under a file:// URL."""
     found = set(replicate.hosts)
-    root = replicate.file_root()
+    root = fleet.file_root(replicate)
     if root is not None:
         if not root.is_dir():  # an unmounted share is not a fleet whose hosts all retired
             raise ToolError(f"replica directory {root} is not there (is the share mounted?)")
         for entry in root.iterdir():
             if (
-                fleet.HOST_NAME.match(entry.name)
+                fleet.HOST_NAME.fullmatch(entry.name)
                 and entry.is_dir()
                 and ((entry / "ltx").is_dir() or (entry / fleet.MARKER).exists())
             ):
@@ -152,10 +153,10 @@ def _inspect(path: Path) -> dict[str, tuple[str, str]]:
 
 
 def refresh(
-    replicate: fleet.Replicate, view: HostView, cache_dir: Path, env: Mapping[str, str] | None = None
+    replicate: ReplicateConfig, view: HostView, cache_dir: Path, env: Mapping[str, str] | None = None
 ) -> HostView:
     """Restore one host's replica when it has changed; the new view (never raises for the replica's faults)."""
-    url = replicate.replica_url(view.name)
+    url = fleet.replica_url(replicate, view.name)
     try:
         info = replica_info(url, env)
     except PimaintenoError as e:

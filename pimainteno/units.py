@@ -259,4 +259,8 @@ def rendered(app: App, *, user: bool) -> dict[str, str]:
             if not _UNIT_NAME.fullmatch(unit) or unit.startswith("pimainteno-"):
                 raise InputError(f"[systemd_monitor] cannot monitor {unit!r}: not a unit name pimainteno may change")
             files[f"{unit}.d/{DROP_IN}"] = render("on-failure.conf", {**vals, "HEAL_INSTANCE": heal_instance(unit)})
+    if app.config.replicate is not None:  # a host in a fleet (docs/fleet.md)
+        from pimainteno import fleet_units
+
+        files[fleet_units.UNIT] = fleet_units.unit_text(app, vals, user=user)
     return files

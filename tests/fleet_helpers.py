@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pimainteno import fleet, fleet_restore
+from pimainteno import fleet_restore
 from pimainteno.commands.demo import make_sample
+from pimainteno.config import ReplicateConfig
 from tests.conftest import REPO_ROOT, run_cli
 
 PY = sys.executable
@@ -65,8 +66,9 @@ class Procs:
                 self.stop(proc, timeout=5)
 
 
-def make_host(root: Path, n: int) -> Path:
-    """A host: its own state directory and a real project, run once for real (summarize → push)."""
+def make_host(root: Path, n: int, extra: str = "") -> Path:
+    """A host: its own state directory and a real project, run once for real (summarize → push).
+    `extra`: more tables for its configuration (e.g. [replicate])."""
     root.mkdir(parents=True)
     repo, _ = make_sample(root)
     config = root / "PiMainteno.toml"
@@ -77,6 +79,7 @@ def make_host(root: Path, n: int) -> Path:
         f'test = {json.dumps(TESTS)}\nmode = "push"\nrestart = false\ntest_timeout = 60\n'
         # host 1's dashboard listens for other machines: the fleet page links to it
         + ('\n[web]\nhost = "0.0.0.0"\nport = 8011\n' if n == 1 else "")
+        + (f"\n{extra}" if extra else "")
     )
     done = run_cli("--config", str(config), "run", f"app-{n}")
     assert done.returncode == 0, done.stderr
@@ -131,7 +134,7 @@ def litestreams_for(config: Path) -> list[int]:
 def restorable(url: str, cache: Path) -> bool:
     """The central side restores the replica, checked, and it holds the host's run."""
     root, host = url.rsplit("/", 1)
-    view = fleet_restore.refresh(fleet.Replicate(url=root, host=host), fleet_restore.HostView(host), cache)
+    view = fleet_restore.refresh(ReplicateConfig(url=root, host=host), fleet_restore.HostView(host), cache)
     if view.snapshot is None or view.problem is not None:
         return False
     with contextlib.closing(sqlite3.connect(view.snapshot)) as conn:

@@ -8,6 +8,7 @@ processes running the real Litestream to `file://` replicas in one shared direct
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import socket
@@ -20,9 +21,10 @@ from typing import Any
 
 import pytest
 
-from pimainteno import fleet, fleet_restore, fleet_units
+from pimainteno import config, fleet, fleet_restore, fleet_units
+from pimainteno.config import docs, forms
 from pimainteno.errors import ConfigError, InputError, ToolError
-from tests.conftest import run_cli
+from tests.conftest import run_cli, write_config
 from tests.fleet_helpers import (
     CHROMIUM,
     Procs,
@@ -47,43 +49,77 @@ needs_litestream = pytest.mark.skipif(fleet.litestream_bin() is None, reason="li
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("http://nas/dir", "Litestream replicates to file://, sftp://, s3://"),
-        ("file://relative/dir", "needs an absolute path"),
-        ("file:///mnt/../etc", "without '.' or '..'"),
-        ("s3:///no-bucket", "needs a bucket"),
-        ("sftp://user:secret@nas/dir", "holds a password"),
-        ("file:///mnt/nas dir", "is not a URL"),
+        ("http://nas/dir", "a URL Litestream replicates to: file:///dir, sftp://user@host/dir or s3://bucket/dir"),
+        ("file://relative/dir", "a file URL with an absolute path"),
+        ("file:///mnt/../etc", "a file URL whose path has no '.' or '..'"),
+        ("s3:///no-bucket", "s3://bucket/dir (a bucket)"),
+        ("sftp://user:secret@nas/dir", "a URL without a password (put credentials in env_file)"),
+        ("file:///mnt/nas dir", "a replica URL without spaces"),
     ],
 )
-def test_a_url_litestream_would_reject_is_refused_naming_the_key(url: str, message: str) -> None:
+def test_a_url_litestream_would_reject_is_refused_naming_the_file_and_key(
+    tmp_path: Path, url: str, message: str
+) -> None:
+    path = write_config(tmp_path, f"[replicate]\nurl = {json.dumps(url)}\n")
     with pytest.raises(ConfigError) as e:
-        fleet.from_table({"url": url})
-    assert str(e.value).startswith("[replicate] url: ") and message in str(e.value)
-    assert "\n" not in str(e.value)
+        config.load(path)
+    assert str(e.value).startswith(f"{path}: replicate.url: expected {message}")
+    assert "\n" not in str(e.value) and "secret" not in str(e.value)
 
 
-def test_settings_are_checked_key_by_key() -> None:
-    with pytest.raises(ConfigError, match=r"^\[replicate\] bucket: unknown key"):
-        fleet.from_table({"url": "s3://b/p", "bucket": "x"})
-    with pytest.raises(ConfigError, match=r"^\[replicate\] host: '\.\./up' is not a host name"):
-        fleet.from_table({"url": "s3://b/p", "host": "../up"})
-    with pytest.raises(ConfigError, match=r"^\[replicate\] interval: 0\.1 is out of range"):
-        fleet.from_table({"url": "s3://b/p", "interval": 0.1})
-    with pytest.raises(ConfigError, match=r"^\[replicate\] env_file: 'creds' must be an absolute path"):
-        fleet.from_table({"url": "s3://b/p", "env_file": "creds"})
-    with pytest.raises(ConfigError, match=r"^\[replicate\] url: missing"):
-        fleet.from_table({"host": "a"})
-    rep = fleet.from_table({"url": "s3://bucket/fleet?endpoint=http://minio:9000", "host": "pi-1", "hosts": ["pi-2"]})
-    assert rep.replica_url() == "s3://bucket/fleet/pi-1?endpoint=http://minio:9000"
-    assert rep.replica_url("pi-2") == "s3://bucket/fleet/pi-2?endpoint=http://minio:9000"
-    assert rep.interval == 10.0 and rep.hosts == ("pi-2",)
-    assert fleet.from_table({"url": "file:///srv/fleet/"}).host == fleet.default_host()
+def test_replicate_settings_come_from_the_schema(tmp_path: Path) -> None:
+    assert config.load(write_config(tmp_path, "")).replicate is None  # no table: not in a fleet
+    rep = config.load(write_config(tmp_path, '[replicate]\nurl = "file:///srv/fleet/"\n')).replicate
+    assert rep is not None
+    for f in dataclasses.fields(rep):
+        assert getattr(rep, f.name) == docs.default(f) or f.name == "url", f.name
+    assert rep.host == forms.short_hostname() and fleet.HOST_NAME.fullmatch(rep.host)
+    assert (rep.interval, rep.env_file, rep.hosts) == (10.0, None, ())
+    table = '[replicate]\nurl = "s3://bucket/fleet?endpoint=http://minio:9000"\nhost = "pi-1"\nhosts = ["pi-2"]\n'
+    rep = config.load(write_config(tmp_path, table + 'env_file = "~/creds.env"\n')).replicate
+    assert rep is not None and rep.env_file == Path.home() / "creds.env"
+    assert fleet.replica_url(rep) == "s3://bucket/fleet/pi-1?endpoint=http://minio:9000"
+    assert fleet.replica_url(rep, "pi-2") == "s3://bucket/fleet/pi-2?endpoint=http://minio:9000"
+    with pytest.raises(InputError, match="not a fleet host name"):
+        fleet.replica_url(rep, "../up")
+
+
+@pytest.mark.parametrize(
+    ("table", "error"),
+    [
+        ('url = "s3://b/p"\nbucket = "x"', "unknown key 'replicate.bucket'"),
+        ('url = "s3://b/p"\nhost = "../up"', "replicate.host: expected a host name: letters, digits"),
+        ('url = "s3://b/p"\nhosts = ["ok", "a/b"]', "replicate.hosts: expected a host name"),
+        ('url = "s3://b/p"\ninterval = 0.1', "replicate.interval: expected a number >= 0.5, got 0.1"),
+        ('url = "s3://b/p"\ninterval = 7200', "replicate.interval: expected a number <= 3600, got 7200"),
+        ('url = "s3://b/p"\nenv_file = "creds"', "replicate.env_file: expected an absolute path (or ~/...)"),
+        ('host = "a"', "replicate.url: expected a string, got nothing"),
+    ],
+)
+def test_settings_are_checked_key_by_key(tmp_path: Path, table: str, error: str) -> None:
+    path = write_config(tmp_path, f"[replicate]\n{table}\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(path)
+    assert str(e.value).startswith(f"{path}: ") and error in str(e.value), str(e.value)
+
+
+def test_command_line_overrides_are_checked_like_the_table() -> None:
+    rep = config.ReplicateConfig(url="s3://b/p", host="pi-1")
+    assert fleet.resolve(rep, host="pi-2", interval=2.0) == config.ReplicateConfig(url="s3://b/p", host="pi-2",
+                                                                                     interval=2.0)  # fmt: skip
+    assert fleet.resolve(None, url="file:///srv/fleet").host == forms.short_hostname()
+    with pytest.raises(InputError, match=r"^--interval: expected seconds from 0.5 to 3600, got 0.1$"):
+        fleet.resolve(rep, interval=0.1)
+    with pytest.raises(InputError, match=r"^--name: expected a host name: .*, got '\.\./up'$"):
+        fleet.resolve(rep, host="../up")
+    with pytest.raises(InputError, match=r"^--url: expected a URL without a password .*, got 'sftp://u:\*\*\*@nas/d'$"):
+        fleet.resolve(rep, url="sftp://u:secret@nas/d")
 
 
 def test_litestream_config_holds_paths_not_secrets(tmp_path: Path) -> None:
     env_file = tmp_path / "creds.env"
     env_file.write_text("AWS_ACCESS_KEY_ID=AKIAEXAMPLE\nAWS_SECRET_ACCESS_KEY=very-secret-value\n")
-    rep = fleet.Replicate(url="s3://bucket/fleet?endpoint=http://minio:9000", host="pi-1", env_file=env_file)
+    rep = config.ReplicateConfig(url="s3://bucket/fleet?endpoint=http://minio:9000", host="pi-1", env_file=env_file)
     text = fleet.render_litestream_config(tmp_path / "odd: #dir" / "pimainteno.db", rep)
     assert "very-secret-value" not in text and "AKIAEXAMPLE" not in text
     assert f"  - path: {json.dumps(str(tmp_path / 'odd: #dir' / 'pimainteno.db'))}" in text
@@ -94,23 +130,10 @@ def test_litestream_config_holds_paths_not_secrets(tmp_path: Path) -> None:
         fleet.environment(rep)
     env_file.chmod(0o600)
     assert fleet.environment(rep)["AWS_SECRET_ACCESS_KEY"] == "very-secret-value"
-    unit = fleet_units.unit_text(
-        rep, pimainteno="/venv/bin/python -m pimainteno", db_path=tmp_path / "p.db", state_dir=tmp_path, user=False
-    )
-    assert "very-secret-value" not in unit
-    assert f'EnvironmentFile="{env_file}"' in unit
-    assert "ExecStart=/venv/bin/python -m pimainteno replicate\n" in unit and "ProtectSystem=strict" in unit
-    assert "@" not in unit.replace("pimainteno-replicate", "")
-    nas = fleet.Replicate(url="file:///mnt/nas/pimainteno", host="pi-1")
-    unit = fleet_units.unit_text(
-        nas, pimainteno="pm", db_path=Path("/srv/pm/p.db"), state_dir=Path("/srv/pm"), user=False
-    )
-    assert 'RequiresMountsFor="/mnt/nas/pimainteno"\n' in unit and 'ReadWritePaths=-"/mnt/nas/pimainteno"\n' in unit
-    assert "EnvironmentFile" not in unit and "PrivateTmp=yes" in unit
 
 
 def test_two_hosts_claiming_one_name_are_refused(tmp_path: Path) -> None:
-    rep = fleet.Replicate(url=f"file://{tmp_path}/replicas", host="pi-1")
+    rep = config.ReplicateConfig(url=f"file://{tmp_path}/replicas", host="pi-1")
     with pytest.raises(ToolError, match="replicas does not exist: mount the share, or create the directory once"):
         fleet.claim(rep, tmp_path / "state-a")  # an unmounted share must not fill the local disk
     assert not (tmp_path / "replicas").exists()
@@ -119,9 +142,9 @@ def test_two_hosts_claiming_one_name_are_refused(tmp_path: Path) -> None:
     assert fleet.claim(rep, tmp_path / "state-a").startswith("ours already")
     with pytest.raises(InputError, match="replica name 'pi-1' already belongs to another host"):
         fleet.claim(rep, tmp_path / "state-b")
-    other = fleet.Replicate(url=f"file://{tmp_path}/replicas", host="pi-2")
+    other = config.ReplicateConfig(url=f"file://{tmp_path}/replicas", host="pi-2")
     assert fleet.claim(other, tmp_path / "state-b").startswith("claimed ")
-    assert "not checked" in fleet.claim(fleet.Replicate(url="s3://b/p", host="pi-1"), tmp_path / "state-b")
+    assert "not checked" in fleet.claim(config.ReplicateConfig(url="s3://b/p", host="pi-1"), tmp_path / "state-b")
 
 
 # --- three simulated hosts -----------------------------------------------------------------------
@@ -141,9 +164,12 @@ def test_three_hosts_replicate_and_one_fleet_view_shows_them(tmp_path: Path, pro
     replicas = tmp_path / "nas"
     replicas.mkdir()
     url = f"file://{replicas}"
-    configs = {f"host-{n}": make_host(tmp_path / f"host-{n}", n) for n in (1, 2, 3)}
+    # hosts 1 and 2 are set up as docs/fleet.md says, with [replicate]; host 3 by command-line options
+    table = {n: f'[replicate]\nurl = "{url}"\nhost = "host-{n}"\ninterval = {INTERVAL}\n' for n in (1, 2)}
+    configs = {f"host-{n}": make_host(tmp_path / f"host-{n}", n, table.get(n, "")) for n in (1, 2, 3)}
+    overrides = ("--url", url, "--name", "host-3", "--interval", INTERVAL)
     replicators = {
-        name: procs.start(name, "--config", str(cfg), "replicate", "--url", url, "--name", name, "--interval", INTERVAL)
+        name: procs.start(name, "--config", str(cfg), "replicate", *(overrides if name == "host-3" else ()))
         for name, cfg in configs.items()
     }
     # The central machine has no configuration of its own: only the URL.
@@ -178,7 +204,7 @@ def test_three_hosts_replicate_and_one_fleet_view_shows_them(tmp_path: Path, pro
 
     # doctor's view from host 1: the replica is reachable and not behind
     checks = fleet_units.check(
-        fleet.Replicate(url=url, host="host-1", interval=1.0), tmp_path / "host-1" / "state" / "pimainteno.db"
+        config.ReplicateConfig(url=url, host="host-1", interval=1.0), tmp_path / "host-1" / "state" / "pimainteno.db"
     )
     assert [c[0] for c in checks] == ["ok"] * len(checks) and "replication lag" in checks[-1][1], checks
 
@@ -273,7 +299,7 @@ def test_commands_refuse_bad_settings_in_one_line(tmp_path: Path) -> None:
     assert no_url.returncode == 3
     assert no_url.stderr == "Error: no replica URL: set [replicate] url in the configuration, or pass --url\n"
     bad = run_cli("fleet", "--url", "http://nas/fleet")
-    assert bad.returncode == 3 and bad.stderr.startswith("Error: [replicate] url: 'http://nas/fleet': Litestream")
+    assert bad.returncode == 3 and bad.stderr.startswith("Error: --url: expected a URL Litestream replicates to")
     assert len(bad.stderr.splitlines()) == 1
     unmounted = run_cli("replicate", "--url", f"file://{tmp_path}/not-mounted", "--name", "pi")
     assert unmounted.returncode == 4 and "does not exist: mount the share" in unmounted.stderr
@@ -289,13 +315,13 @@ def test_an_unmounted_share_keeps_every_host_and_its_last_copy(tmp_path: Path) -
 
     nas = tmp_path / "nas"
     nas.mkdir()
-    rep = fleet.Replicate(url=f"file://{nas}", host="pi", interval=1.0)
+    rep = config.ReplicateConfig(url=f"file://{nas}", host="pi", interval=1.0)
     d = db.open_db(tmp_path / "pi.db")
     db.set_status(d, fleet.HEARTBEAT_KEY, db.now())
     d.conn.close()
-    config = tmp_path / "litestream.yml"
-    config.write_text(fleet.render_litestream_config(tmp_path / "pi.db", rep))
-    once = subprocess.run([fleet.require_litestream(), "replicate", "-once", "-config", str(config)],
+    yml = tmp_path / "litestream.yml"
+    yml.write_text(fleet.render_litestream_config(tmp_path / "pi.db", rep))
+    once = subprocess.run([fleet.require_litestream(), "replicate", "-once", "-config", str(yml)],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert once.returncode == 0, once.stderr
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pimainteno import fleet
 from pimainteno.app import App
+from pimainteno.config import ReplicateConfig
 from pimainteno.errors import ToolError
 
 log = logging.getLogger("pimainteno")
@@ -22,7 +23,7 @@ DEFAULT_PORT = 8002  # next to a host dashboard's 8001 on the same machine
 SETTINGS = {"default_cache_ttl": 0, "suggest_facets": False}
 
 
-def make_datasette(replicate: fleet.Replicate, state_dir: Path) -> tuple[object, object]:
+def make_datasette(replicate: ReplicateConfig, state_dir: Path) -> tuple[object, object]:
     """Datasette with no database yet, the fleet plugin, and the refresher started: (datasette, fleet)."""
     from datasette.app import Datasette
 
@@ -44,7 +45,7 @@ def make_datasette(replicate: fleet.Replicate, state_dir: Path) -> tuple[object,
     return ds, state
 
 
-def serve(app: App, replicate: fleet.Replicate, host: str | None, port: int | None) -> None:
+def serve(app: App, replicate: ReplicateConfig, host: str | None, port: int | None) -> None:
     import uvicorn
 
     ds, _ = make_datasette(replicate, state_dir_of(app))

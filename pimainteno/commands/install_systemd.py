@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pimainteno import procs, units
+from pimainteno import fleet_units, procs, units
 from pimainteno.app import App
 from pimainteno.errors import InputError, ToolError
 
@@ -109,7 +109,27 @@ def _enable(app: App, user: bool) -> list[Action]:
         unit_dir_for(user) / f"{'default' if user else 'multi-user'}.target.wants/pimainteno-dashboard.service"
     ).exists():
         actions.append(_systemctl(user, "disable", "--now", "pimainteno-dashboard.service"))
+    if cfg.replicate is not None:  # restarted: it reads [replicate] at start
+        actions += [_systemctl(user, "enable", fleet_units.UNIT), _systemctl(user, "restart", fleet_units.UNIT)]
     return actions
+
+
+def _retire_replicate(app: App, target: Path, config: str, user: bool, enable: bool) -> list[Action]:
+    """No [replicate] any more: our replicate unit goes (stopped and disabled first, with --enable)."""
+    path = target / fleet_units.UNIT
+    if app.config.replicate is not None or not path.is_file():
+        return []
+    if units.MARKER not in path.read_text(encoding="utf-8", errors="replace") or _foreign(path, config):
+        return []  # not ours, or another configuration's
+    actions = []
+    wants = unit_dir_for(user) / f"{'default' if user else 'multi-user'}.target.wants" / fleet_units.UNIT
+    if wants.is_symlink() or wants.exists():
+        if not enable:
+            log.warning("%s is enabled but [replicate] is gone: re-run with --enable to stop and remove it", path)
+            return []
+        actions.append(_systemctl(user, "disable", "--now", fleet_units.UNIT))
+    path.unlink()
+    return [*actions, Action("removed", str(path))]
 
 
 def install_systemd(
@@ -134,6 +154,7 @@ def install_systemd(
         Path(action.target).mkdir(mode=0o700, parents=True, exist_ok=True)
     actions += [_write(target / rel, text) for rel, text in files.items()]
     actions += _stale_drop_ins(target, set(files), config)
+    actions += _retire_replicate(app, target, config, user, enable)
     if enable:
         actions.append(_systemctl(user, "daemon-reload"))
         actions += _enable(app, user)

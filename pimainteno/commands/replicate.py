@@ -20,6 +20,7 @@ from typing import IO
 
 from pimainteno import db, fleet
 from pimainteno.app import App
+from pimainteno.config import ReplicateConfig
 from pimainteno.errors import InputError, PimaintenoError, ToolError
 from pimainteno.procs import kill_group
 
@@ -40,7 +41,7 @@ def _lock(app: App) -> IO[str]:
     return f
 
 
-def prepare(app: App, replicate: fleet.Replicate) -> tuple[list[str], dict[str, str]]:
+def prepare(app: App, replicate: ReplicateConfig) -> tuple[list[str], dict[str, str]]:
     """Claim the name, record who we are, write Litestream's YAML: the argv and environment to run."""
     binary = fleet.require_litestream()
     env = fleet.environment(replicate)
@@ -48,7 +49,7 @@ def prepare(app: App, replicate: fleet.Replicate) -> tuple[list[str], dict[str, 
     d = app.db  # created and migrated (WAL on) before Litestream watches it
     with db.transaction(d):
         db.set_status(d, "replicate.host", replicate.host)
-        db.set_status(d, "replicate.url", fleet.public_url(replicate.replica_url()))
+        db.set_status(d, "replicate.url", fleet.public_url(fleet.replica_url(replicate)))
         db.set_status(d, "replicate.interval", str(replicate.interval))
         url = fleet.web_url(getattr(app, "config", None))
         if url:
@@ -59,7 +60,7 @@ def prepare(app: App, replicate: fleet.Replicate) -> tuple[list[str], dict[str, 
     return [binary, "replicate", "-no-expand-env", "-config", str(path)], env
 
 
-def _forget_a_vanished_replica(app: App, replicate: fleet.Replicate, config: Path, env: dict[str, str]) -> None:
+def _forget_a_vanished_replica(app: App, replicate: ReplicateConfig, config: Path, env: dict[str, str]) -> None:
     """An empty replica but local Litestream positions (the host was retired centrally, then came back):
     Litestream would go on from positions the replica no longer has; reset it to start with a snapshot."""
     from pimainteno.fleet_restore import replica_info, run_litestream
@@ -68,13 +69,14 @@ def _forget_a_vanished_replica(app: App, replicate: fleet.Replicate, config: Pat
     if not local.exists():
         return
     try:
-        empty = replica_info(replicate.replica_url(), env, timeout=30).files == 0
+        empty = replica_info(fleet.replica_url(replicate), env, timeout=30).files == 0
     except PimaintenoError as e:  # unreachable now: Litestream retries, and the fleet shows the host stale
         log.warning("replicate: cannot list the replica (%s); starting anyway", e)
         return
     if empty:
         log.info(
-            "the replica %s is empty: resetting Litestream's positions for a fresh snapshot", replicate.replica_url()
+            "the replica %s is empty: resetting Litestream's positions for a fresh snapshot",
+            fleet.replica_url(replicate),
         )
         run_litestream(["reset", "-no-expand-env", "-config", str(config), str(app.database_path)], env)
 
@@ -92,7 +94,7 @@ def _beat(app: App) -> None:
         log.warning("replicate: could not write the heartbeat: %s", e)
 
 
-def replicate(app: App, settings: fleet.Replicate) -> int:
+def replicate(app: App, settings: ReplicateConfig) -> int:
     """Run Litestream until it exits or we are signalled; its exit status."""
     lock = _lock(app)
     try:
@@ -101,9 +103,9 @@ def replicate(app: App, settings: fleet.Replicate) -> int:
         lock.close()
 
 
-def _replicate(app: App, replicate: fleet.Replicate) -> int:
+def _replicate(app: App, replicate: ReplicateConfig) -> int:
     argv, env = prepare(app, replicate)
-    log.info("replicating %s to %s every %ss", app.database_path, replicate.replica_url(), replicate.interval)
+    log.info("replicating %s to %s every %ss", app.database_path, fleet.replica_url(replicate), replicate.interval)
     try:
         # Its own session, so a terminal's Ctrl-C reaches it once (forwarded by us), not twice.
         proc = subprocess.Popen(

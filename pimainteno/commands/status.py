@@ -32,6 +32,11 @@ def status(app: App) -> dict[str, Any]:
     if not app.database_path.exists():
         return report
     db = app.db
+    if cfg.replicate is not None:  # one line: is the fleet's replica keeping up (docs/fleet.md)
+        from pimainteno import fleet_units
+
+        state, detail, fix = fleet_units.lag_line(cfg.replicate, app.database_path)
+        report["replication"] = {"status": state, "detail": detail, "fix": fix}
     report["heartbeats"] = records.get_status(db)
     report["runs"] = records.rows(
         db,
@@ -91,6 +96,8 @@ def print_status(r: dict[str, Any]) -> None:
     units = f"watching {', '.join(m['units'])}" if m["units"] else "no units"
     click.echo(f"monitor    {'enabled' if m['enabled'] else 'disabled'} ({units}); {beat('systemd.status')}")
     click.echo(f"queue      {len(r['queue']['pending'])} pending in {r['queue']['dir']}")
+    if rep := r.get("replication"):
+        click.echo(f"replicate  {rep['status']}: {rep['detail']}" + (f" — {rep['fix']}" if rep["fix"] else ""))
     click.echo("runs:" if r["runs"] else "runs       none yet")
     for run in r["runs"]:
         took = f" {run['duration_s']:.1f}s" if run["duration_s"] is not None else ""

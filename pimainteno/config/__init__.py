@@ -23,6 +23,7 @@ from pimainteno.config.schema import (
     NotifyConfig,
     PatchPolicy,
     Project,
+    ReplicateConfig,
     Sandbox,
     SchedulerConfig,
     WebConfig,
@@ -32,7 +33,7 @@ from pimainteno.errors import ConfigError
 __all__ = [
     "MODES",
     "CONFIG_NAME", "Config", "GitConfig", "LLMConfig", "MonitorConfig", "NotifyConfig", "PatchPolicy",
-    "Project", "Sandbox", "SchedulerConfig", "WebConfig", "check_project_path", "default_state_dir",
+    "Project", "ReplicateConfig", "Sandbox", "SchedulerConfig", "WebConfig", "check_project_path", "default_state_dir",
     "find_config", "from_dict", "load", "name_from_path", "normalise_schedule", "resolve", "search_path",
 ]  # fmt: skip
 
@@ -81,6 +82,7 @@ class Config:
     git: GitConfig
     notify: NotifyConfig
     policy: PatchPolicy
+    replicate: ReplicateConfig | None = None  # None: no [replicate] table, this host is not in a fleet
 
     def project(self, name: str) -> Project:
         for p in self.projects:
@@ -218,6 +220,7 @@ def resolve(parsed: File, file: Path | None = None) -> Config:
         path=file, llm=parsed.llm, projects=projects, database=database, state_dir=state_dir,
         queue_dir=queue_dir, scheduler=scheduler, monitor=parsed.systemd_monitor, web=parsed.web,
         git=parsed.git, notify=parsed.notify, policy=parsed.policy,
+        replicate=_resolve_replicate(parsed.replicate, base),
     )  # fmt: skip
 
 
@@ -237,6 +240,10 @@ def _database(path: Path) -> Path:
     if path.is_dir() or path.suffix.lower() not in DB_SUFFIXES:
         return path / "pimainteno.db"
     return path
+
+
+def _resolve_replicate(r: ReplicateConfig | None, base: Path) -> ReplicateConfig | None:
+    return replace(r, env_file=_path(r.env_file, base)) if r is not None and r.env_file else r
 
 
 def _resolve_project(p: Project, base: Path) -> Project:

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import re
 import textwrap
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ def section(name: str) -> type:
     cls: type = File
     for part in name.split("."):
         tp = hints(cls)[part]
-        cls = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else tp
+        # a list of tables ([[project]]) or an optional table ([replicate]): the table's class
+        cls = typing.get_args(tp)[0] if typing.get_origin(tp) in (tuple, types.UnionType) else tp
     return cls
 
 
@@ -89,7 +91,10 @@ def example(name: str, values: dict[str, Any] | None = None, *, header: str | No
         if dataclasses.is_dataclass(tp) or f.name in ("project",):
             continue  # a sub-table, rendered as its own table
         value = default(f)
-        unset = (value in (None, "") or value is dataclasses.MISSING) and f.metadata.get("example") is not None
+        # a default that depends on the machine (`shown`) is shown by its example, not this machine's value
+        unset = (
+            value in (None, "") or value is dataclasses.MISSING or bool(f.metadata.get("shown"))
+        ) and f.metadata.get("example") is not None
         note = f" (default: {default_text(f)})" if unset or f.metadata.get("shown") else ""
         note = " (required)" if value is dataclasses.MISSING else note
         lines += _comment(meaning(f) + note)
@@ -116,7 +121,7 @@ def keys() -> list[tuple[str, str, str]]:
 EXAMPLE_TABLES = (
     ("llm", "[llm]"), ("database", "[cache]"), ("state", "[state]"), ("queue", "[queue]"),
     ("scheduler", "[scheduler]"), ("systemd_monitor", "[systemd_monitor]"), ("web", "[web]"), ("git", "[git]"),
-    ("notify", "[notify]"), ("policy", "[policy]"), ("project", "[[project]]"),
+    ("notify", "[notify]"), ("policy", "[policy]"), ("replicate", "[replicate]"), ("project", "[[project]]"),
     ("project.sandbox", "[project.sandbox]"),
 )  # fmt: skip
 

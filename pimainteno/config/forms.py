@@ -76,3 +76,71 @@ def web_url(v: str | None) -> str | None:
 
 def sandbox_shorthand(v: Any) -> Any:
     return {"enabled": v} if isinstance(v, bool) else v
+
+
+# --- [replicate]: the fleet's Litestream replica ----------------------------------------------------
+
+HOST = r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"  # a fleet host name: one path segment of the replica URL
+REPLICA_SCHEMES = ("file", "sftp", "s3")
+
+
+def short_hostname() -> str:
+    """This machine's short host name, made into a valid fleet host name."""
+    import socket
+
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname().split(".")[0]).strip("-._")
+    return name[:63] or "host"
+
+
+def fleet_host(v: str) -> str | None:
+    return None if re.fullmatch(HOST, v) else "a host name: letters, digits, '.', '_' or '-' (at most 63)"
+
+
+def fleet_hosts(v: tuple[str, ...]) -> str | None:
+    return next((fleet_host(h) for h in v if fleet_host(h)), None)
+
+
+def hide_password(v: Any) -> Any:
+    """A URL's password never reaches an error message (the URL is refused for holding one anyway)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(v, str):
+        return v
+    try:
+        parts = urlsplit(v)
+        if parts.password is None:
+            return v
+    except ValueError:
+        return v
+    return v.replace(f":{parts.password}@", ":***@", 1)
+
+
+def replica_url(v: str) -> str | None:
+    """A replica URL Litestream accepts: file:///absolute/dir, sftp://[user@]host/path or s3://bucket[/path]."""
+    from urllib.parse import urlsplit
+
+    if not v or any(c.isspace() for c in v):
+        return "a replica URL without spaces, e.g. file:///mnt/nas/pimainteno"
+    try:
+        parts = urlsplit(v)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return "a replica URL, e.g. file:///mnt/nas/pimainteno"
+    if parts.scheme not in REPLICA_SCHEMES:
+        return "a URL Litestream replicates to: file:///dir, sftp://user@host/dir or s3://bucket/dir"
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/") or parts.query:
+            return "a file URL with an absolute path, e.g. file:///mnt/nas/pimainteno"
+        if any(p in (".", "..") for p in parts.path.split("/")):
+            return "a file URL whose path has no '.' or '..'"
+        return None
+    if not parts.hostname:
+        return "s3://bucket/dir (a bucket)" if parts.scheme == "s3" else "sftp://user@host/dir (a server)"
+    if parts.password is not None:
+        return "a URL without a password (put credentials in env_file)"
+    return None
+
+
+def env_file(v: Path) -> str | None:
+    # systemd's EnvironmentFile= needs an absolute path; a relative one would depend on the directory
+    return None if v.is_absolute() or str(v).startswith("~") else "an absolute path (or ~/...)"

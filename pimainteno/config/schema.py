@@ -324,6 +324,30 @@ class NotifyConfig:
     timeout: float = key(10.0, ge=0.1, doc="seconds one notification may take; a slow notifier never slows a run")
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReplicateConfig:  # the fleet (docs/fleet.md): this host's database streamed with Litestream to <url>/<host>
+    url: str = key(
+        coerce=forms.hide_password, check=forms.replica_url, example="file:///mnt/nas/pimainteno",
+        doc="where every host's replica lives, each under `<url>/<host>`: `file:///mnt/nas/pimainteno`,"
+        " `sftp://user@nas/dir` or `s3://bucket/dir` (`?endpoint=http://minio:9000` for S3-compatible stores)",
+    )  # fmt: skip
+    host: str = key(
+        factory=forms.short_hostname, shown="the short hostname", check=forms.fleet_host, example="pi-kitchen",
+        doc="this host's name in the fleet: letters, digits, `.`, `_`, `-`; two hosts may not share one",
+    )  # fmt: skip
+    interval: float = key(
+        10.0, ge=0.5, le=3600, doc="seconds: Litestream's sync interval, the heartbeat and the central refresh"
+    )
+    env_file: Path | None = key(
+        None, check=forms.env_file, example="/etc/pimainteno/replicate.env",
+        doc="KEY=VALUE lines (S3 credentials) given to Litestream's environment; must be mode 0600",
+    )  # fmt: skip
+    hosts: tuple[str, ...] = key(
+        (), check=forms.fleet_hosts, example=["pi-garage"],
+        doc="the central view's hosts when the store cannot be listed (s3, sftp); file:// replicas are found",
+    )  # fmt: skip
+
+
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)  # read once by resolve()
 class DatabaseTable:
     path: Path | None = key(
@@ -369,6 +393,7 @@ class File:
     git: GitConfig = key(factory=GitConfig, doc="pimainteno's git commands")
     notify: NotifyConfig = key(factory=NotifyConfig, doc="notifications through apprise")
     policy: PatchPolicy = key(factory=PatchPolicy, doc="what a patch may do")
+    replicate: ReplicateConfig | None = key(None, doc="the fleet: stream this host's database with Litestream")
     project: tuple[Project, ...] = key(
         (), aliases=("projects",), expected="[[project]] tables", doc="one table per project"
     )

@@ -28,6 +28,7 @@ from datasette.utils.asgi import Forbidden, Response
 
 from pimainteno import fleet as fleet_mod
 from pimainteno import fleet_restore
+from pimainteno.config import ReplicateConfig
 from pimainteno.errors import PimaintenoError
 from pimainteno.fleet_restore import HostView
 
@@ -78,7 +79,7 @@ def swap(ds: Any, name: str, db: Database) -> None:
 
 @dataclass
 class Fleet:
-    replicate: fleet_mod.Replicate
+    replicate: ReplicateConfig
     cache_dir: Path
     env: Mapping[str, str] = field(default_factory=dict)
     views: dict[str, HostView] = field(default_factory=dict)
