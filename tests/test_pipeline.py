@@ -183,3 +183,12 @@ def test_git_makes_pimaintenos_commit_fast_forwards_it_and_can_undo_that(tmp_pat
     with pytest.raises(git.GitError, match="merge"):
         git.fast_forward(repo, diverged)  # not a fast-forward: refused, nothing changed
     assert git.head(repo) == head and not (repo / "y.txt").exists()
+
+
+def test_a_step_the_tests_rejected_is_recorded_rejected_not_failed(tmp_path: Path) -> None:
+    app = configure(tmp_path, test=["sh", "-c", "echo 1 test failed; exit 1"])
+    outcome = pipeline.run(app, Request("app"))
+    assert outcome.status == "rejected"
+    steps = json.loads(app.db["runs"].get(outcome.run_id)["steps"])
+    validate = next(s for s in steps if s["step"] == "validate")
+    assert validate["outcome"] == "rejected" and "tests failed" in validate["detail"]

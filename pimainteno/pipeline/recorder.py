@@ -38,8 +38,9 @@ class Recorder:
         try:
             yield entry
         except BaseException as e:
-            entry["outcome"] = "failed"
-            entry["detail"] = str(e) or type(e).__name__
+            if entry["outcome"] == "ok":  # the body may already have said how it ended (e.g. rejected)
+                entry["outcome"] = "failed"
+            entry.setdefault("detail", str(e) or type(e).__name__)
             raise
         finally:
             entry["seconds"] = round(time.monotonic() - start, 3)
