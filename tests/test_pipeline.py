@@ -187,8 +187,11 @@ def test_git_makes_pimaintenos_commit_fast_forwards_it_and_can_undo_that(tmp_pat
 
 def test_a_step_the_tests_rejected_is_recorded_rejected_not_failed(tmp_path: Path) -> None:
     app = configure(tmp_path, test=["sh", "-c", "echo 1 test failed; exit 1"])
+    config = tmp_path / "PiMainteno.toml"
+    config.write_text(config.read_text() + "retries = 0\n")  # the failing attempt is the last: its error ends the run
+    app = App(str(config))
     outcome = pipeline.run(app, Request("app"))
     assert outcome.status == "rejected"
     steps = json.loads(app.db["runs"].get(outcome.run_id)["steps"])
-    validate = next(s for s in steps if s["step"] == "validate")
+    validate = [s for s in steps if s["step"] == "validate"][-1]  # the last attempt, whose failure ends the run
     assert validate["outcome"] == "rejected" and "tests failed" in validate["detail"]
