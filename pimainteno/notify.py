@@ -62,10 +62,6 @@ def _since(hours: float) -> str:
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def notify(
     config: Any,
     db: Any,
@@ -129,26 +125,23 @@ def _send(url: str, title: str, body: str, timeout: float) -> tuple[str, str | N
 
 
 def _flooded(db: Any, cfg: Any) -> bool:
-    row = db.execute(
-        "SELECT count(*) FROM notifications WHERE outcome = 'sent' AND created_at >= ?", [_since(1)]
-    ).fetchone()
-    return int(row[0]) >= cfg.max_per_hour
+    from pimainteno import records
+
+    return records.notifications_sent_since(db, _since(1)) >= cfg.max_per_hour
 
 
 def _held_since_last(db: Any) -> int:
-    last = db.execute("SELECT max(created_at) FROM notifications WHERE outcome = 'sent'").fetchone()[0]
-    row = db.execute(
-        "SELECT count(*) FROM notifications WHERE outcome = 'held' AND created_at >= ?", [last or _since(1)]
-    ).fetchone()
-    return int(row[0])
+    from pimainteno import records
+
+    return records.notifications_held_since_last_sent(db, _since(1))
 
 
 def _record(db: Any, event: str, project: str | None, target: str, outcome: str, error: str | None,
             title: str) -> Sent:  # fmt: skip
-    db["notifications"].insert({
-        "created_at": _now(), "event": event, "project": project, "target": target, "outcome": outcome,
-        "error": error, "title": title,
-    })  # fmt: skip
+    from pimainteno import records
+
+    records.add_notification(db, event=event, project=project, target=target, outcome=outcome, error=error,
+                             title=title)  # fmt: skip
     return Sent(target, outcome, error)
 
 

@@ -39,6 +39,7 @@ EXPECTED = {
         "status",
         "status_reason",
         "test_output",
+        "commit_subject",
         "files",
         "added",
         "removed",
@@ -129,7 +130,10 @@ EXPECTED = {
 }
 
 # Every migration in declaration order; each new one is appended (and named after its branch).
-MIGRATIONS = ["001_initial", "002_core_proposal_lifecycle", "003_notifications", "004_llm_calls_codex_version"]
+MIGRATIONS = [
+    "001_initial", "002_core_proposal_lifecycle", "003_notifications", "004_llm_calls_codex_version",
+    "005_unattended2_proposals_commit_subject",
+]  # fmt: skip
 
 
 def test_a_first_release_database_upgrades_keeping_its_proposals(tmp_path: Path) -> None:
