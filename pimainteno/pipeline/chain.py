@@ -85,9 +85,10 @@ def _chain(app: App, project: Project, rec: Recorder, request: Request) -> RunOu
         if request.proposal_id is not None:
             proposal = _approved(app, project, request)
         else:
-            with rec.step("summarize"):
-                head = git.head(project.path)
-                summarize(app, project, run_id=rec.run_id, head=head)
+            head = git.head(project.path)
+            if request.failure_id is None:  # a heal works from the failure and the last summary: one model call
+                with rec.step("summarize"):
+                    summarize(app, project, run_id=rec.run_id, head=head)
             with rec.step("propose") as entry:
                 proposal = propose(app, project, reason=request.reason, failure_id=request.failure_id,
                                    feedback=feedback, run_id=rec.run_id, head=head)  # fmt: skip

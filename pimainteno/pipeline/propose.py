@@ -1,5 +1,9 @@
 """The first two steps: a summary cached by HEAD, and a patch made in an isolated worktree.
 
+A heal (a run for a recorded failure) makes one model call: the patch call, with the failure, the
+unit's journal and the last summary as context; the call's structured answer also gives the
+commit subject (stored on the proposal), and the summary is refreshed by the next scheduled run.
+
 The project's working tree is never touched: the provider edits a worktree at HEAD in the state
 directory and the patch is that worktree's `git diff`, new files included.
 """
@@ -112,7 +116,9 @@ def propose(
         )
         return None
     journal = failure_journal(app, failure_id)
-    summary, _ = summarize(app, project, run_id=run_id, head=head)
+    summary = (
+        heal_summary(app, project) if failure_id is not None else summarize(app, project, run_id=run_id, head=head)[0]
+    )
     name = app.config.provider_for(project)
     provider = get_provider(name, app.config.llm, project.command)
     log.info("%s: proposing with %s (%s)", project.name, name, why)
@@ -161,8 +167,16 @@ def propose(
         fingerprint=git.patch_id(project.path, diff), provider=name, reason=reason or why, failure_id=failure_id,
         run_id=run_id,
     )  # fmt: skip
+    records.set_commit_subject(app.db, proposal.id, call.commit_subject)
     log.info("%s: proposal #%d: %d files, +%d -%d", project.name, proposal.id, len(files), added, removed)
     return proposal
+
+
+def heal_summary(app: App, project: Project) -> str:
+    """A heal's summary: the last one made, at whatever HEAD; no model call on the way to a fix.
+
+    The summary is refreshed by the next scheduled run (HEAD moved, so the cache misses)."""
+    return records.last_summary(app.db, project.name) or "(no summary yet: work from the failure and the files)"
 
 
 def failure_journal(app: App, failure_id: int | None) -> str | None:

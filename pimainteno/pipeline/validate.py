@@ -89,7 +89,9 @@ def commit_validated(app: App, project: Project, proposal: records.Proposal, val
     """pimainteno's commit of exactly the validated patch on the HEAD it was proven on; its sha (not yet merged)."""
     with git.temporary_worktree(project.path, app.state_dir, f"{project.name}-commit", rev=validated.head) as wt:
         git.git(wt, "apply", "--index", "--whitespace=nowarn", "-", input=validated.patch)
-        subject = commit_subject(app, project, wt, proposal.diff, proposal.files, run_id)
+        subject = records.commit_subject_of(app.db, proposal.id) or commit_subject(
+            app, project, wt, proposal.diff, proposal.files, run_id
+        )  # the patch call's own subject: no second model call
         return git.make_commit(wt, git.commit_message(subject, proposal.id), app.config.git.author_or_default)
 
 
