@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from pimainteno import queue, records
+from pimainteno import notify, queue, records
 from pimainteno.errors import PimaintenoError
 from pimainteno.systemd import FailureEvent
 
@@ -114,8 +114,10 @@ def record_failure(app: App, event: FailureEvent, *, source: str) -> Recorded:
             raise type(e)(f"failure #{failure_id} of {event.unit} recorded, but its heal was not queued: {e}") from None
         detail = f"queued for {project.name}"
     (log.warning if heal == "gave_up" else log.info)("%s failed (%s): %s", event.unit, event.result, detail or heal)
-    return Recorded(failure_id, event.unit, project.name if project else None, event.result, event.exit_status, heal,
-                    detail=detail)  # fmt: skip
+    recorded = Recorded(failure_id, event.unit, project.name if project else None, event.result, event.exit_status,
+                        heal, detail=detail)  # fmt: skip
+    notify.about_failure(app, recorded)  # bounded and never raises
+    return recorded
 
 
 def _journal(app: App, event: FailureEvent) -> str:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from pimainteno import errors, git, records
+from pimainteno import errors, git, notify, records
 from pimainteno.errors import InputError, PatchRejected, PimaintenoError
 from pimainteno.pipeline.recorder import Recorder, project_lock, recover
 from pimainteno.pipeline.request import MODES, Request, RunOutcome
@@ -60,6 +60,7 @@ def run(app: App, request: Request, project: Project | None = None) -> RunOutcom
             records.finish_run(app.db, run_id, outcome.status, duration_s=round(time.monotonic() - start, 3),
                                error=outcome.error, proposal_id=outcome.proposal_id,
                                commit_sha=outcome.commit_sha)  # fmt: skip
+        notify.about_run(app, outcome)  # bounded and never raises
         return outcome
 
 
