@@ -1,0 +1,180 @@
+"""Health probes against a real systemd (tests/sandbox.py): a patch whose service starts but answers
+500 is rolled back; a service that stays active but stops answering is recorded by `watch` as a
+`probe` failure and healed. Notifications go to a receiver running inside the sandbox."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from subprocess import CompletedProcess
+
+import pytest
+
+from pimainteno import errors
+from tests.sandbox import SystemdSandbox
+from tests.systemd.project import PY, git, make_project, pm, query, wait_for, workdir
+
+pytestmark = pytest.mark.systemd
+SECRET = "sk-probe-test-0123456789abcdef"
+
+# The service: /health answers STATUS, and 500 once it has served LIMIT requests (0: no limit).
+WEB = """\
+import http.server, sys
+
+STATUS = 200
+LIMIT = 0
+served = 0
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        global served
+        served += 1
+        code = 500 if LIMIT and served > LIMIT else STATUS
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(b"ok\\n" if code == 200 else b"database connection lost\\n")
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+# "break": a patch that passes the tests but makes /health answer 500. "heal": when the prompt
+# carries the probe's failure, lift the request limit that breaks the service.
+FIXER = """\
+import os, pathlib, sys
+
+web = pathlib.Path("web.py")
+if sys.argv[1] == "break":
+    web.write_text(web.read_text().replace("STATUS = 200", "STATUS = 500"))
+elif "Health probe failed" in os.environ.get("PIMAINTENO_PROMPT", ""):
+    web.write_text(web.read_text().replace("LIMIT = 3", "LIMIT = 0"))
+"""
+
+# A notification receiver inside the sandbox's network namespace: each POST body is one line of OUT.
+RECEIVER = """\
+import http.server, sys
+
+out = sys.argv[2]
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(out, "ab") as f:
+            f.write(body.replace(b"\\n", b" ") + b"\\n")
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    with workdir("probe") as path:
+        yield path
+
+
+def web_project(root: Path, sandbox: SystemdSandbox, *, fixer: str, port: int, limit: int = 0,
+                extra: str = "", project_extra: str = "") -> Path:  # fmt: skip
+    config = make_project(root, unit="pm-web.service", extra=extra)
+    repo = root / "demo-app"
+    (repo / "web.py").write_text(WEB.replace("LIMIT = 0", f"LIMIT = {limit}"))
+    git(repo, "add", "web.py")
+    git(repo, "commit", "-qm", "Serve /health")
+    git(repo, "push", "-q", "origin", "HEAD:refs/heads/main")
+    (root / "fixer.py").write_text(FIXER)
+    text = config.read_text().replace(f'"{root / "fixer.py"}", "heal"]', f'"{root / "fixer.py"}", "{fixer}"]')
+    config.write_text(f'{text}health = "http://127.0.0.1:{port}/health?token={SECRET}"\nhealth_timeout = 2\n'
+                      f"{project_extra}")  # fmt: skip
+    config.write_text(config.read_text().replace("[llm]\n", f'[llm]\napi_key = "{SECRET}"\n', 1))
+    sandbox.write_unit("pm-web.service", f"[Service]\nWorkingDirectory={repo}\nExecStart={PY} web.py {port}\n")
+    sandbox.systemctl("restart", "pm-web.service")
+    return config
+
+
+def start_receiver(sandbox: SystemdSandbox, root: Path, port: int) -> Path:
+    out = root / "received.jsonl"
+    (root / "receiver.py").write_text(RECEIVER)
+    sandbox.run(["systemd-run", f"--unit=pm-receiver-{port}", PY, str(root / "receiver.py"), str(port), str(out)])
+    return out
+
+
+def received(out: Path) -> list[dict[str, str]]:
+    return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+
+
+def test_a_patch_that_answers_500_is_rolled_back_reverted_on_the_remote_and_restarted_healthy(
+    systemd_sandbox: SystemdSandbox, root: Path
+) -> None:
+    out = start_receiver(systemd_sandbox, root, 18501)
+    notify = '[notify]\nurls = ["json://127.0.0.1:18501/hook"]\nevents = ["rolled_back", "pushed"]\ntimeout = 3\n'
+    config = web_project(root, systemd_sandbox, fixer="break", port=18502,
+                         extra=f"[systemd_monitor]\nsettle = 1\n\n{notify}")  # fmt: skip
+    repo, remote = root / "demo-app", root / "remote.git"
+    before = git(repo, "rev-parse", "HEAD").strip()
+
+    result = pm(systemd_sandbox, config, "run", "app")
+    assert result.returncode == errors.VALIDATION_FAILED, result.stderr
+    assert result.stdout.startswith("app: rolled_back — run #1 — proposal #1 — commit ")
+
+    (patch_sha, _), (revert_sha, _) = query(root, "SELECT sha, kind FROM commits ORDER BY id")
+    assert git(remote, "rev-parse", "main").strip() == revert_sha == git(repo, "rev-parse", "HEAD").strip()
+    assert git(remote, "rev-list", "--reverse", f"{before}..main").split() == [patch_sha, revert_sha]
+    assert git(repo, "diff", before, revert_sha) == ""
+    (first, first_detail), (second, second_detail) = query(root, "SELECT outcome, detail FROM restarts ORDER BY id")
+    assert first == "unhealthy" and "health probe failed: GET http://127.0.0.1:18502/health" in first_detail
+    assert ": 500" in first_detail and "stayed active (running)" in first_detail  # active, yet unhealthy
+    assert second == "healthy" and "health probe passed" in second_detail
+    assert SECRET not in first_detail + second_detail
+    assert query(root, "SELECT status FROM proposals") == [("rolled_back",)]
+    assert systemd_sandbox.systemctl("is-active", "pm-web.service").stdout.strip() == "active"
+
+    (note,) = wait_for("the notification", lambda: received(out))
+    assert note["title"] == "pimainteno: app rolled a fix back"
+    assert "run #1: pm-web.service was unhealthy after the restart" in note["message"] and ": 500" in note["message"]
+    assert SECRET not in note["message"] and "[redacted]" in note["message"]
+    assert query(root, "SELECT event, target, outcome FROM notifications") == [("rolled_back", "json", "sent")]
+
+
+def test_watch_records_a_probe_failure_of_an_active_service_and_the_heal_fixes_it(
+    systemd_sandbox: SystemdSandbox, root: Path
+) -> None:
+    config = web_project(root, systemd_sandbox, fixer="heal", port=18503, limit=3,
+                         extra="[systemd_monitor]\nenabled = true\nsettle = 1\n",
+                         project_extra="health_interval = 1\nhealth_failures = 2\n")  # fmt: skip
+    repo, remote = root / "demo-app", root / "remote.git"
+    done: list[CompletedProcess[str]] = []
+    watcher = threading.Thread(target=lambda: done.append(pm(systemd_sandbox, config, "watch", "--for", "12")))
+    watcher.start()
+    # 3 good answers, then 500s: 2 failed probes in a row, 1 s apart, are a failure of the unit
+    (failure,) = wait_for("the probe failure", lambda: query(root, "SELECT id, result, source, heal FROM failures"),
+                          timeout=20)  # fmt: skip
+    assert failure == (1, "probe", "probe", "queued")
+    assert systemd_sandbox.systemctl("is-active", "pm-web.service").stdout.strip() == "active"
+    journal = wait_for("the journal", lambda: query(root, "SELECT journal FROM failures WHERE journal IS NOT NULL"))
+    assert journal[0][0].startswith("Health probe failed: GET http://127.0.0.1:18503/health")
+    assert "database connection lost" in journal[0][0] and SECRET not in journal[0][0]
+
+    healed = pm(systemd_sandbox, config, "drain")
+    assert healed.returncode == 0, healed.stderr
+    (status, trigger, failure_id), = query(root, "SELECT status, trigger, failure_id FROM runs")  # fmt: skip
+    assert (status, failure_id) == ("ok", 1)
+    assert "LIMIT = 0" in (repo / "web.py").read_text()
+    assert git(remote, "rev-parse", "main") == git(repo, "rev-parse", "HEAD")
+    (outcome, detail), = query(root, "SELECT outcome, detail FROM restarts")  # fmt: skip
+    assert outcome == "healthy" and "health probe passed" in detail
+    watcher.join(30)
+    assert done[0].returncode == 0, done[0].stderr
+    assert done[0].stdout.startswith("failure #1 pm-web.service (probe, status 0): heal queued")
+    assert query(root, "SELECT count(*) FROM failures") == [(1,)]  # the healed service's probes pass again
