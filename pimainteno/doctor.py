@@ -19,7 +19,6 @@ from pimainteno.procs import run_command
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 MARKS = {OK: "✓", WARN: "!", FAIL: "✗"}
-CODEX_TESTED = ((0, 169, 0), (0, 171, 0))  # the oldest and newest codex releases the tests pass with
 PROBE_TIMEOUT = 15.0  # seconds per probe (git ls-remote, codex sandbox, bwrap, systemctl)
 # never prompt for a password or a host key: a doctor run must not hang on a terminal it does not own
 QUIET_GIT = {"GIT_TERMINAL_PROMPT": "0", "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=10"}
@@ -110,12 +109,6 @@ def command_found(word: str, cwd: Path) -> bool:
     return shutil.which(word) is not None
 
 
-def codex_version(codex: str) -> tuple[int, ...] | None:
-    ok, out = probe([codex, "--version"])
-    found = re.search(r"(\d+)\.(\d+)\.(\d+)", out) if ok else None
-    return tuple(int(x) for x in found.groups()) if found else None
-
-
 def provider_checks(cfg: Any) -> Iterator[Check]:
     """Each provider in use: codex found, its version, its sandbox; or the fixer command found."""
     used = {cfg.provider_for(p) for p in cfg.projects} or {cfg.llm.provider}
@@ -158,19 +151,13 @@ def _codex_checks(llm: Any) -> Iterator[Check]:
     except ToolError as e:
         yield Check("codex", FAIL, str(e).split(";")[0], "npm install -g @openai/codex, or set [llm] codex = PATH")
         return
-    version = codex_version(codex)
-    shown = ".".join(map(str, version)) if version else "unknown"
-    lo, hi = CODEX_TESTED
-    if version is None or not lo <= version <= hi:
-        tested = f"{'.'.join(map(str, lo))}–{'.'.join(map(str, hi))}"
-        yield Check(
-            "codex",
-            WARN,
-            f"{codex} version {shown}, not one the tests ran with ({tested})",
-            "it may work; if runs fail, install a tested version",
-        )
+    from pimainteno.providers.codex import codex_version, version_warning
+
+    warning = version_warning(llm)  # the tested range is declared once, in providers/codex.py
+    if warning:
+        yield Check("codex", WARN, f"{codex}: {warning}", "it may work; if runs fail, install a tested version")
     else:
-        yield Check("codex", OK, f"{codex} version {shown}")
+        yield Check("codex", OK, f"{codex} version {codex_version(codex)}")
     helptext = run_command([codex, "sandbox", "--help"], Path("/"), PROBE_TIMEOUT).output
     # codex 0.169-0.171 run `codex sandbox -- CMD`; older releases had a `linux` subcommand
     argv = (

@@ -24,6 +24,7 @@ def status(app: App) -> dict[str, Any]:
         "failures": [],
         "usage": [],
     }
+    report["warnings"] = warnings(app)
     if not app.database_path.exists():
         return report
     db = app.db
@@ -43,6 +44,18 @@ def status(app: App) -> dict[str, Any]:
         [records.now(24 * 3600)],
     )
     return report
+
+
+def warnings(app: App) -> list[str]:
+    """What works but deserves a look: a codex outside the tested range (never an error)."""
+    cfg = app.config
+    used = {cfg.provider_for(p) for p in cfg.projects} or {cfg.llm.provider}
+    if "codex" not in used:
+        return []
+    from pimainteno.providers.codex import version_warning
+
+    warning = version_warning(cfg.llm)
+    return [warning] if warning else []
 
 
 STALE_AFTER = 60  # seconds; `watch` writes its heartbeat every 5
@@ -68,6 +81,8 @@ def print_status(r: dict[str, Any]) -> None:
     units = ", ".join(m["units"]) or "no units"
     click.echo(f"monitor    {'enabled' if m['enabled'] else 'disabled'} ({units}); {beat('systemd.status')}")
     click.echo(f"queue      {len(r['queue']['pending'])} pending in {r['queue']['dir']}")
+    for warning in r.get("warnings", []):
+        click.echo(f"warning    {warning}")
     click.echo("runs:" if r["runs"] else "runs       none yet")
     for run in r["runs"]:
         took = f" {run['duration_s']:.1f}s" if run["duration_s"] is not None else ""

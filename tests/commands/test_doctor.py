@@ -179,4 +179,15 @@ def test_a_codex_outside_the_tested_range_is_a_warning(tmp_path: Path, repo: Pat
     configure(tmp_path, repo, llm=f'provider = "codex"\ncodex = "{old}"')
     _, checks = doctor()
     assert checks[None, "codex"]["status"] == "warn"
-    assert checks[None, "codex"]["detail"] == f"{old} version 0.150.2, not one the tests ran with (0.169.0–0.171.0)"
+    assert checks[None, "codex"]["detail"] == (
+        f"{old}: codex 0.150.2 is outside the range pimainteno is tested with (0.169.0 to 0.171.0); "
+        "if runs misbehave, install @openai/codex@0.171.0"
+    )
+    # `status` says the same, as a warning line; its exit status stays 0
+    from tests.conftest import run_cli
+
+    status = run_cli("status")
+    assert status.returncode == 0, status.stderr
+    assert "warning    codex 0.150.2 is outside the range pimainteno is tested with (0.169.0 to 0.171.0)" in (
+        status.stdout
+    )
