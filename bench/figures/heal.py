@@ -153,6 +153,7 @@ with ModelServer(script) as srv:
             "status": status, "outcome": outcome, "detected": wall(detected) - exited, "run_started": wall(started) - wall(detected),
             "model": sum(d or 0 for _, d in calls), "calls": len(calls), "requests": len(srv.requests) - requests,
             "tests": validate, "total": wall(finished) - exited, "drain": drained.returncode, "heal": heal,
+            "steps": {s["step"]: s["seconds"] for s in json.loads(steps)},
         })
     probes = []
     flag = root / "web" / "sick"
@@ -222,6 +223,8 @@ def measure() -> list[Row]:
 
 def rows(report: dict[str, Any], heal_name: str, probe_name: str) -> list[Row]:
     heals, probes = report["heals"], report["probes"]
+    steps = {k: statistics.median(h["steps"].get(k, 0.0) for h in heals) for k in heals[0]["steps"]}
+    progress("median seconds per step of a heal run: " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()))
     bad = [h for h in heals if h["status"] != "ok" or h["outcome"] != "healthy" or h["calls"] != 1]
     med = {k: statistics.median(h[k] for h in heals) for k in ("detected", "run_started", "model", "tests", "total")}
     own = [h["total"] - h["model"] - h["tests"] - SETTLE for h in heals]
