@@ -230,3 +230,49 @@ def test_notify_test_sends_one_to_every_target_and_prints_each_outcome(receiver:
     assert [json.loads(line)["outcome"] for line in both.stdout.splitlines()] == ["sent", "failed"]
     assert SECRET not in both.stdout + both.stderr
     assert run_cli("notify").returncode == 2  # says what to send
+
+
+def test_a_run_whose_proposal_went_stale_is_told_stale(receiver: Receiver, tmp_path: Path) -> None:
+    # validate.py marks a proposal stale when it no longer applies at a moved HEAD; the run ends rejected
+    from pimainteno import records
+    from pimainteno.app import App
+    from pimainteno.pipeline.request import RunOutcome
+
+    _configure_run(tmp_path, receiver.url, mode="propose")
+    app = App()
+    proposal = records.add_proposal(app.db, project="app", diff="diff --git a/x b/x\n", base_head="0" * 40,
+                                    files=["x"], added=1, removed=0, fingerprint=None)  # fmt: skip
+    records.transition(app.db, proposal.id, records.ProposalStatus.STALE, actor="pimainteno",
+                       reason="patch rejected: it does not apply to app at HEAD")  # fmt: skip
+    outcome = RunOutcome("app", "rejected", 7, "patch rejected", proposal.id)
+    assert [s.outcome for s in notify.about_run(app, outcome)] == ["sent"]
+    assert _rows(tmp_path) == [("stale", "json", "sent")]
+    assert receiver.posts[-1]["title"] == "pimainteno: app a proposal went stale"
+    message = receiver.posts[-1]["message"]
+    assert "run #7: proposal #1 no longer applies at HEAD: patch rejected: it does not apply to app at HEAD" in message
+    assert "http://pi.local:8001/pimainteno/proposals/1" in message
+    assert notify.about_run(app, RunOutcome("app", "nothing", 8)) == []  # not news
+
+
+def test_a_failure_and_a_heal_given_up_are_told(receiver: Receiver, tmp_path: Path) -> None:
+    from pimainteno.app import App
+    from pimainteno.failures import record_failure
+    from pimainteno.systemd import FailureEvent
+
+    _configure_run(tmp_path, receiver.url)
+    text = (tmp_path / "PiMainteno.toml").read_text()
+    text = text.replace('name = "app"\n', 'name = "app"\nunit = "app.service"\n')
+    (tmp_path / "PiMainteno.toml").write_text("[systemd_monitor]\nheal_limit = 1\n\n" + text)
+    app = App()
+
+    def fail(invocation: str) -> str:
+        event = FailureEvent(unit="app.service", active_state="failed", sub_state="failed", result="exit-code",
+                             exit_code="exited", exit_status=3, invocation_id=invocation, detected_at=time.monotonic(),
+                             detected_wall="2026-01-01T00:00:00.000")  # fmt: skip
+        return record_failure(app, event, source="on-failure").heal
+
+    assert [fail("a" * 32), fail("b" * 32), fail("b" * 32)] == ["queued", "gave_up", "gave_up"]
+    assert [e for e, _, _ in _rows(tmp_path)] == ["failure", "heal_gave_up"]  # the duplicate is not told again
+    assert "failure #1: app.service failed (exit-code, status 3); heal queued" in receiver.posts[0]["message"]
+    assert receiver.posts[1]["title"] == "pimainteno: app gave up healing"
+    assert "http://pi.local:8001/pimainteno/failures/2" in receiver.posts[1]["message"]
