@@ -143,14 +143,15 @@ with ModelServer(script) as srv:
         mono = int(subprocess.run(["systemctl", "show", "-p", "ExecMainExitTimestampMonotonic", "--value", heal_unit],
                                   capture_output=True, text=True).stdout) / 1e6
         exited = time.time() - (time.monotonic() - mono)
-        wait("the heal trigger", lambda: list((root / "state" / "queue").glob("app.heal.json")), every=0.002)
+        trigger, = wait("the heal trigger", lambda: list((root / "state" / "queue").glob("app.heal.json")), every=0.002)
+        queued = trigger.stat().st_mtime
         drained = subprocess.run([*pm, "drain"], capture_output=True, text=True)
         (run_id, started, status, steps), = q("select id, started_at, status, steps from runs where failure_id = ?", (fid,))
         calls = q("select purpose, duration_s from llm_calls where run_id = ?", (run_id,))
         (finished, outcome), = q("select finished_at, outcome from restarts where run_id = ? order by id desc limit 1", (run_id,))
         validate = sum(s["seconds"] for s in json.loads(steps) if s["step"] == "validate")
         heals.append({
-            "status": status, "outcome": outcome, "detected": wall(detected) - exited, "run_started": wall(started) - wall(detected),
+            "status": status, "outcome": outcome, "detected": wall(detected) - exited, "run_started": wall(started) - wall(detected), "queued": queued - wall(detected),
             "model": sum(d or 0 for _, d in calls), "calls": len(calls), "requests": len(srv.requests) - requests,
             "tests": validate, "total": wall(finished) - exited, "drain": drained.returncode, "heal": heal,
             "steps": {s["step"]: s["seconds"] for s in json.loads(steps)},
@@ -224,6 +225,9 @@ def measure() -> list[Row]:
 def rows(report: dict[str, Any], heal_name: str, probe_name: str) -> list[Row]:
     heals, probes = report["heals"], report["probes"]
     steps = {k: statistics.median(h["steps"].get(k, 0.0) for h in heals) for k in heals[0]["steps"]}
+    progress(
+        f"median seconds from the failures row to the heal queued: {statistics.median(h['queued'] for h in heals):.2f}"
+    )
     progress("median seconds per step of a heal run: " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()))
     bad = [h for h in heals if h["status"] != "ok" or h["outcome"] != "healthy" or h["calls"] != 1]
     med = {k: statistics.median(h[k] for h in heals) for k in ("detected", "run_started", "model", "tests", "total")}
