@@ -13,8 +13,8 @@ from subprocess import CompletedProcess
 import pytest
 
 from pimainteno import errors
-from tests.sandbox import SystemdSandbox
-from tests.systemd.project import PY, git, make_project, pm, query, wait_for, workdir
+from tests.sandbox import REPO, SystemdSandbox
+from tests.systemd.project import PY, git, make_project, pm, query, service_unit, wait_for, workdir
 
 pytestmark = pytest.mark.systemd
 SECRET = "sk-probe-test-0123456789abcdef"
@@ -178,3 +178,64 @@ def test_watch_records_a_probe_failure_of_an_active_service_and_the_heal_fixes_i
     assert done[0].returncode == 0, done[0].stderr
     assert done[0].stdout.startswith("failure #1 pm-web.service (probe, status 0): heal queued")
     assert query(root, "SELECT count(*) FROM failures") == [(1,)]  # the healed service's probes pass again
+
+
+# The scripted model, inside the sandbox's network namespace (codex runs there): URL and request count to files.
+MODEL = """\
+import json, pathlib, sys, time
+from tests.modelserver import ModelServer, exec_command, message
+
+out = pathlib.Path(sys.argv[1])
+answer = json.dumps({"commit_subject": "Start without the missing settings file", "explanation": "removed it"})
+with ModelServer([exec_command("sed -i '/# BREAK/d' serve.py"), message(answer)]) as srv:
+    (out / "url.tmp").write_text(srv.url)
+    (out / "url.tmp").rename(out / "url")
+    while True:
+        (out / "requests").write_text(str(len(srv.requests)))
+        time.sleep(0.05)
+"""
+
+
+@pytest.mark.codex
+def test_a_crash_heal_makes_one_codex_run_and_restarts_healthy(
+    systemd_sandbox: SystemdSandbox, root: Path, codex_bin: Path, codex_home: Path
+) -> None:
+    from pimainteno.providers.codex import toml_value
+    from tests.modelserver import MODEL as MODEL_NAME
+    from tests.modelserver import PROVIDER
+
+    config = make_project(root, unit="pm-crash.service", extra="[systemd_monitor]\nsettle = 1\n")
+    repo = root / "demo-app"
+    serve = (repo / "serve.py").read_text()
+    (repo / "serve.py").write_text(serve.replace("\n\nprint(", '\n\nraise SystemExit("fatal: settings file is missing")'
+                                                 "  # BREAK\nprint(", 1))  # fmt: skip
+    git(repo, "commit", "-qam", "Need a settings file")
+    git(repo, "push", "-q", "origin", "HEAD:refs/heads/main")
+    (root / "model.py").write_text(MODEL)
+    systemd_sandbox.run(["systemd-run", "--unit=pm-model", f"--setenv=PYTHONPATH={REPO}", PY, str(root / "model.py"),
+                         str(root)])  # fmt: skip
+    url = wait_for("the model server", lambda: (root / "url").exists() and (root / "url").read_text())
+    provider = {"name": PROVIDER, "base_url": url, "wire_api": "responses", "request_max_retries": 0,
+                "stream_max_retries": 0}  # fmt: skip
+    options = {"model_provider": PROVIDER, "model_providers": {PROVIDER: provider}}
+    llm = (f'[llm]\nprovider = "codex"\ncodex = "{codex_bin}"\nmodel = "{MODEL_NAME}"\napi_key = "{SECRET}"\n'
+           f"timeout = 60\n[llm.options]\n" + "\n".join(f"{k} = {toml_value(v)}" for k, v in options.items()) + "\n\n")  # fmt: skip
+    text = config.read_text()
+    config.write_text(llm + text[text.index("[state]") :])
+    systemd_sandbox.write_unit("pm-crash.service", service_unit(root))
+    systemd_sandbox.systemctl("start", "pm-crash.service", check=False)
+    wait_for("the crash", lambda: systemd_sandbox.systemctl("is-failed", "--quiet", "pm-crash.service",
+                                                            check=False).returncode == 0)  # fmt: skip
+
+    recorded = pm(systemd_sandbox, config, "heal", "pm-crash.service")
+    assert recorded.returncode == 0 and "heal queued" in recorded.stdout, recorded.stderr
+    healed = pm(systemd_sandbox, config, "drain")
+    assert healed.returncode == 0, healed.stderr
+    assert query(root, "SELECT status FROM runs") == [("ok",)]
+    assert query(root, "SELECT purpose, outcome FROM llm_calls") == [("patch", "ok")]  # one codex run
+    assert wait_for("the request count", lambda: (root / "requests").read_text() == "2")  # its two turns
+    assert git(repo, "log", "-1", "--format=%s").strip() == "Start without the missing settings file"
+    assert git(root / "remote.git", "rev-parse", "main") == git(repo, "rev-parse", "HEAD")
+    assert query(root, "SELECT outcome FROM restarts") == [("healthy",)]
+    assert systemd_sandbox.systemctl("is-active", "pm-crash.service").stdout.strip() == "active"
+    systemd_sandbox.systemctl("stop", "pm-model.service", "pm-crash.service")
