@@ -186,7 +186,9 @@ def failure_journal(app: App, failure_id: int | None) -> str | None:
     row = records.failure_row(app.db, failure_id)
     if not row:
         raise InputError(f"no failure #{failure_id} in the database; see `pimainteno status` for recent failures")
-    return (
-        f"Unit {row['unit']} failed (result {row['result']}, exit status {row['exit_status']}).\n\n"
-        f"{row['journal'] or '(no journal excerpt)'}"
+    what = (
+        f"Unit {row['unit']} is running but failed its health probe (several times in a row)"
+        if row["result"] == "probe"
+        else f"Unit {row['unit']} failed (result {row['result']}, exit status {row['exit_status']})"
     )
+    return f"{what}.\n\n{row['journal'] or '(no journal excerpt)'}"

@@ -52,7 +52,7 @@ import os, pathlib, sys
 web = pathlib.Path("web.py")
 if sys.argv[1] == "break":
     web.write_text(web.read_text().replace("STATUS = 200", "STATUS = 500"))
-elif "Health probe failed" in os.environ.get("PIMAINTENO_PROMPT", ""):
+elif "is running but failed its health probe" in os.environ.get("PIMAINTENO_PROMPT", ""):
     web.write_text(web.read_text().replace("LIMIT = 3", "LIMIT = 0"))
 """
 
