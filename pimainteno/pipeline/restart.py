@@ -119,10 +119,10 @@ def why_not_restart(app: App, project: Project) -> str | None:
 
 
 @contextlib.contextmanager
-def _announced(app: App, unit: str, run_id: int) -> Iterator[None]:
+def _announced(app: App, unit: str, run_id: int, probing: float = 0.0) -> Iterator[None]:
     """Tell `watch` and `heal` that a failure of ``unit`` now is this run's to handle (no second heal)."""
     mon = app.config.monitor
-    records.announce_restart(app.db, unit, run_id, time.time() + mon.restart_timeout + mon.settle + 30)
+    records.announce_restart(app.db, unit, run_id, time.time() + mon.restart_timeout + mon.settle + probing + 30)
     try:
         yield
     finally:
@@ -130,7 +130,8 @@ def _announced(app: App, unit: str, run_id: int) -> Iterator[None]:
 
 
 def _restart(app: App, project: Project, run_id: int) -> Restarted:
-    with _announced(app, project.unit, run_id):
+    probing = max(app.config.monitor.settle, project.health_timeout) if project.health else 0.0
+    with _announced(app, project.unit, run_id, probing):
         return restart(app, project.unit, project, run_id=run_id)
 
 
