@@ -116,7 +116,7 @@ def record_failure(app: App, event: FailureEvent, *, source: str, probe: Probe |
         assert project is not None
         reason = f"{event.unit} failed ({event.result}, {event.exit_code or 'exit'} status {event.exit_status})"
         if probe is not None:
-            reason = f"{event.unit} is active but its health probe failed: {probe.detail}"
+            reason = records.scrub(f"{event.unit} is active but its health probe failed: {probe.detail}")
         try:
             queue.enqueue(cfg.queue_dir, project.name, kind="heal", reason=reason, failure_id=failure_id,
                           source="on-failure" if source == "on-failure" else "watch")  # fmt: skip

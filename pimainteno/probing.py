@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from pimainteno.health import Probe, Prober, probe
+from pimainteno.records import scrub
 
 if TYPE_CHECKING:
     from pimainteno.config import Config, Project
@@ -42,7 +43,7 @@ class ProbeThread:
 
     def start(self) -> None:
         if self.projects:
-            log.info("probing %s", ", ".join(f"{p.name} ({p.health})" for p in self.projects))
+            log.info("probing %s", scrub(", ".join(f"{p.name} ({p.health})" for p in self.projects)))
             self._thread.start()
 
     def stop(self) -> None:
@@ -59,7 +60,7 @@ class ProbeThread:
                 assert project.health is not None
                 result = probe(project.health, project.health_timeout, project.path)
                 if not result.ok:
-                    log.info("%s: health probe failed: %s", project.name, result.detail)
+                    log.info("%s: health probe failed: %s", project.name, scrub(result.detail))
                 if self.prober.record(project.name, result, time.monotonic(), interval=project.health_interval,
                                       failures=project.health_failures):  # fmt: skip
                     self.failing.put((project, result))

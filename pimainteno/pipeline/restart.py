@@ -70,7 +70,8 @@ def restart(app: App, unit: str, project: Project | None = None, *, run_id: int 
     healthy, detail, duration = result.healthy, result.detail, result.duration_s
     if healthy and project is not None and project.health:
         checked = probe_after_restart(app, unit, project, mon.settle if settle is None else settle)
-        healthy, detail, duration = checked.ok, f"{detail}; {checked.detail}", duration + checked.seconds
+        healthy, duration = checked.ok, duration + checked.seconds
+        detail = records.scrub(f"{detail}; {checked.detail}")  # a probe URL may carry a token
     outcome = "healthy" if healthy else "unhealthy"
     records.finish_restart(app.db, row_id, outcome, active_state=result.active_state, result=result.result,
                            detail=detail)  # fmt: skip

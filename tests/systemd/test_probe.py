@@ -127,6 +127,7 @@ def test_a_patch_that_answers_500_is_rolled_back_reverted_on_the_remote_and_rest
     result = pm(systemd_sandbox, config, "run", "app")
     assert result.returncode == errors.VALIDATION_FAILED, result.stderr
     assert result.stdout.startswith("app: rolled_back — run #1 — proposal #1 — commit ")
+    assert SECRET not in result.stdout + result.stderr and "health?token=[redacted]" in result.stdout
 
     (patch_sha, _), (revert_sha, _) = query(root, "SELECT sha, kind FROM commits ORDER BY id")
     assert git(remote, "rev-parse", "main").strip() == revert_sha == git(repo, "rev-parse", "HEAD").strip()
@@ -165,6 +166,8 @@ def test_watch_records_a_probe_failure_of_an_active_service_and_the_heal_fixes_i
     journal = wait_for("the journal", lambda: query(root, "SELECT journal FROM failures WHERE journal IS NOT NULL"))
     assert journal[0][0].startswith("Health probe failed: GET http://127.0.0.1:18503/health")
     assert "database connection lost" in journal[0][0] and SECRET not in journal[0][0]
+    queued = wait_for("the heal trigger", lambda: list((root / "state" / "queue").glob("*.json")))
+    assert all(SECRET not in p.read_text() for p in queued)  # the trigger's reason is scrubbed too
 
     healed = pm(systemd_sandbox, config, "drain")
     assert healed.returncode == 0, healed.stderr
@@ -177,6 +180,7 @@ def test_watch_records_a_probe_failure_of_an_active_service_and_the_heal_fixes_i
     watcher.join(30)
     assert done[0].returncode == 0, done[0].stderr
     assert done[0].stdout.startswith("failure #1 pm-web.service (probe, status 0): heal queued")
+    assert SECRET not in done[0].stdout + done[0].stderr + healed.stdout + healed.stderr
     assert query(root, "SELECT count(*) FROM failures") == [(1,)]  # the healed service's probes pass again
 
 
