@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pimainteno import records
 from pimainteno.config.schema import EVENTS
 
 __all__ = ["EVENTS", "Sent", "about_failure", "about_run", "link", "notify", "scheme", "url_problem", "wanted"]
@@ -125,21 +126,15 @@ def _send(url: str, title: str, body: str, timeout: float) -> tuple[str, str | N
 
 
 def _flooded(db: Any, cfg: Any) -> bool:
-    from pimainteno import records
-
     return records.notifications_sent_since(db, _since(1)) >= cfg.max_per_hour
 
 
 def _held_since_last(db: Any) -> int:
-    from pimainteno import records
-
     return records.notifications_held_since_last_sent(db, _since(1))
 
 
 def _record(db: Any, event: str, project: str | None, target: str, outcome: str, error: str | None,
             title: str) -> Sent:  # fmt: skip
-    from pimainteno import records
-
     records.add_notification(db, event=event, project=project, target=target, outcome=outcome, error=error,
                              title=title)  # fmt: skip
     return Sent(target, outcome, error)
@@ -171,8 +166,6 @@ def link(app: Any, table: str, row_id: int | None) -> str | None:
 
 def run_event(app: Any, outcome: Any) -> tuple[str, str, str | None] | None:
     """(event, body, link) for a finished run, or None when it is not news."""
-    from pimainteno import records
-
     what = f"run #{outcome.run_id}"
     proposal = records.proposal_row(app.db, outcome.proposal_id) if outcome.proposal_id is not None else None
     if outcome.status == "rolled_back":
@@ -208,8 +201,6 @@ def about_run(app: Any, outcome: Any) -> list[Sent]:
         if found is None or not wanted(app.config, [found[0]]):
             return []
         event, body, where = found
-        from pimainteno import records
-
         return notify(app.config, app.db, event, project=outcome.project, body=body, link=where, scrub=records.scrub)
     except Exception as e:  # a notification never breaks what it reports on
         log.warning("could not notify about run #%s: %s", getattr(outcome, "run_id", "?"), e)
@@ -226,10 +217,14 @@ def about_failure(app: Any, recorded: Any) -> list[Sent]:
         event = "heal_gave_up" if recorded.heal == "gave_up" else "failure"
         if not wanted(app.config, [event]):
             return []
-        from pimainteno import records
-
-        body = f"failure #{recorded.failure_id}: {recorded.unit} failed ({recorded.result}, status " \
-               f"{recorded.exit_status}); heal {recorded.heal}" + (f": {recorded.detail}" if recorded.detail else "")  # fmt: skip
+        what = (
+            "is active but failed its health probe"
+            if recorded.result == "probe"
+            else f"failed ({recorded.result}, status {recorded.exit_status})"
+        )
+        body = f"failure #{recorded.failure_id}: {recorded.unit} {what}; heal {recorded.heal}" + (
+            f": {recorded.detail}" if recorded.detail else ""
+        )
         return notify(app.config, app.db, event, project=recorded.project, body=body,
                       link=link(app, "failures", recorded.failure_id), scrub=records.scrub)  # fmt: skip
     except Exception as e:  # a notification never breaks what it reports on
