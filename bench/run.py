@@ -31,6 +31,7 @@ NAMES = (
     "drain",
     "codex_overhead",
     "fleet",
+    "heal",
 )
 
 
@@ -66,6 +67,7 @@ def main(argv: list[str]) -> int:
         except Exception as e:  # one broken figure still leaves the others' rows
             failed = True
             rows.append((name, f"ERROR: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", "-", "-"))
+            print(f"bench: {name} failed: {e}", file=sys.stderr, flush=True)
         print(f"bench: {name} took {time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
     print(table(rows))
     return 1 if failed else 0

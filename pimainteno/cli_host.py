@@ -173,3 +173,20 @@ def install_systemd(app: App, user_mode: bool, unit_dir: Path | None, enable: bo
         click.echo(action.line())
     if not enable:
         click.echo("not enabled: re-run with --enable to reload systemd and start the units", err=True)
+
+
+@cli.command()
+@click.option("--test", "test", is_flag=True, help="Send one test notification to every target in [notify] urls.")
+@json_option
+@click.pass_obj
+def notify(app: App, test: bool, json_: bool) -> None:
+    """Send a test notification to every configured target and print how each went."""
+    from pimainteno.commands import notify as cmd
+
+    if not test:
+        raise click.UsageError("say what to send: `pimainteno notify --test`")
+    sent = cmd.send_test(app)
+    for s in sent:
+        click.echo(json.dumps(s.__dict__) if json_ else cmd.line(s))
+    if any(s.outcome != "sent" for s in sent):
+        click.get_current_context().exit(errors.TOOL_FAILED)

@@ -187,6 +187,12 @@ def _m005(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE projects ADD COLUMN proof TEXT")  # how patches are proven (records.proof_of)
 
 
+@migrations(name="006_proposals_commit_subject")
+def _m006(db: sqlite_utils.Database) -> None:
+    # the subject the patch call answered with: a commit needs no second model call
+    db.execute("ALTER TABLE proposals ADD COLUMN commit_subject TEXT")
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

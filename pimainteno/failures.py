@@ -13,6 +13,9 @@ the failed run is added and the heal queued, or not:
                      never becomes a patch loop; heals resume when the window has passed
            run       pimainteno itself was restarting the unit (run_id): that run rolls back
            none      no configured project has this unit
+
+A failed health probe streak (`watch`, pimainteno/probing.py) is recorded the same way, with result
+`probe`, source `probe`, and the probe's detail and output ahead of the journal.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from pimainteno import queue, records
+from pimainteno import notify, queue, records
 from pimainteno.errors import PimaintenoError
 from pimainteno.systemd import FailureEvent
 
 if TYPE_CHECKING:
     from pimainteno.app import App
-    from pimainteno.config import Config
+    from pimainteno.config import Config, Project
+    from pimainteno.health import Probe
 
 log = logging.getLogger("pimainteno")
 
@@ -68,8 +72,10 @@ def monitored_units(config: Config) -> list[str]:
     return list(dict.fromkeys(units))
 
 
-def record_failure(app: App, event: FailureEvent, *, source: str) -> Recorded:
-    """Record a failure (once per invocation), decide on a heal, add the journal, queue the heal."""
+def record_failure(app: App, event: FailureEvent, *, source: str, probe: Probe | None = None) -> Recorded:
+    """Record a failure (once per invocation), decide on a heal, add the journal, queue the heal.
+
+    ``probe``: a failed health probe streak (result `probe`); its detail and output lead the journal."""
     from pimainteno.db import transaction
 
     cfg = app.config
@@ -102,10 +108,15 @@ def record_failure(app: App, event: FailureEvent, *, source: str) -> Recorded:
             "exit_status": event.exit_status, "invocation_id": event.invocation_id or None, "source": source,
             "heal": heal, "run_id": run_id,
         })  # fmt: skip
-    records.update_failure(db, failure_id, journal=_journal(app, event))
+    journal = _journal(app, event, wait=probe is None)  # only a dying process's last lines come late
+    if probe is not None:
+        journal = f"Health probe failed: {probe.detail}\n{probe.output.strip()}\n\n{journal}".replace("\n\n\n", "\n\n")
+    records.update_failure(db, failure_id, journal=journal)
     if heal == "queued":
         assert project is not None
         reason = f"{event.unit} failed ({event.result}, {event.exit_code or 'exit'} status {event.exit_status})"
+        if probe is not None:
+            reason = records.scrub(f"{event.unit} is active but its health probe failed: {probe.detail}")
         try:
             queue.enqueue(cfg.queue_dir, project.name, kind="heal", reason=reason, failure_id=failure_id,
                           source="on-failure" if source == "on-failure" else "watch")  # fmt: skip
@@ -114,16 +125,18 @@ def record_failure(app: App, event: FailureEvent, *, source: str) -> Recorded:
             raise type(e)(f"failure #{failure_id} of {event.unit} recorded, but its heal was not queued: {e}") from None
         detail = f"queued for {project.name}"
     (log.warning if heal == "gave_up" else log.info)("%s failed (%s): %s", event.unit, event.result, detail or heal)
-    return Recorded(failure_id, event.unit, project.name if project else None, event.result, event.exit_status, heal,
-                    detail=detail)  # fmt: skip
+    recorded = Recorded(failure_id, event.unit, project.name if project else None, event.result, event.exit_status,
+                        heal, detail=detail)  # fmt: skip
+    notify.about_failure(app, recorded)  # bounded and never raises
+    return recorded
 
 
-def _journal(app: App, event: FailureEvent) -> str:
+def _journal(app: App, event: FailureEvent, *, wait: bool = True) -> str:
     """The failed run's journal, read until two reads agree and systemd's own verdict is in it."""
     from pimainteno.systemd import journal_excerpt
 
     mon = app.config.monitor
-    deadline, previous = time.monotonic() + JOURNAL_WAIT, None
+    deadline, previous = time.monotonic() + (JOURNAL_WAIT if wait else 0), None
     while True:
         try:
             text = journal_excerpt(event.unit, invocation_id=event.invocation_id or None, lines=mon.journal_lines,
@@ -134,6 +147,26 @@ def _journal(app: App, event: FailureEvent) -> str:
             return text
         previous = text
         time.sleep(0.1)
+
+
+def record_probe_failure(app: App, project: Project, probe: Probe) -> Recorded | None:
+    """A failed probe streak of ``project`` as a failure of its unit (result `probe`), while the unit is active.
+
+    One per invocation of the unit: a heal that restarts it makes a new one; until then, a unit
+    that keeps failing its probe is not healed again."""
+    from pimainteno.systemd import unit_state
+
+    state = unit_state(project.unit, user=app.config.monitor.user)
+    if state["ActiveState"] != "active":
+        log.info("%s: probe failed while %s is %s; not a probe failure", project.name, project.unit,
+                 state["ActiveState"])  # fmt: skip
+        return None
+    event = FailureEvent(
+        unit=project.unit, active_state=state["ActiveState"], sub_state=state["SubState"], result="probe",
+        exit_code="", exit_status=0, invocation_id=state["InvocationID"], detected_at=time.monotonic(),
+        detected_wall=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+    )  # fmt: skip
+    return record_failure(app, event, source="probe", probe=probe)
 
 
 def _exit_status(text: str) -> int:

@@ -18,9 +18,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +85,13 @@ def probe(spec: str, timeout: float, cwd: Path | None = None) -> Probe:
 
 
 def _http(url: str, timeout: float) -> Probe:
+    import urllib.error  # here, not at the top: every run imports this module, few probe over HTTP
+    import urllib.request
+
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
     opener = urllib.request.build_opener(_NoRedirect)
     request = urllib.request.Request(url, headers={"User-Agent": "pimainteno-health"})
     try:
@@ -108,11 +113,6 @@ def _http(url: str, timeout: float) -> Probe:
     if 200 <= status < 400:
         return Probe(True, f"GET {url}: {status}", text)
     return Probe(False, f"GET {url}: {status}", text)
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
 
 
 def _tcp(spec: str, timeout: float) -> Probe:

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pimainteno import records
 from pimainteno.config.schema import EVENTS
 
-__all__ = ["EVENTS", "Sent", "notify", "scheme", "url_problem", "wanted"]
+__all__ = ["EVENTS", "Sent", "about_failure", "about_run", "link", "notify", "scheme", "url_problem", "wanted"]
 log = logging.getLogger("pimainteno")
 
 TITLES = {
@@ -60,10 +61,6 @@ def url_problem(url: str) -> str | None:
 def _since(hours: float) -> str:
     when = datetime.now(UTC) - timedelta(hours=hours)
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def notify(
@@ -129,26 +126,17 @@ def _send(url: str, title: str, body: str, timeout: float) -> tuple[str, str | N
 
 
 def _flooded(db: Any, cfg: Any) -> bool:
-    row = db.execute(
-        "SELECT count(*) FROM notifications WHERE outcome = 'sent' AND created_at >= ?", [_since(1)]
-    ).fetchone()
-    return int(row[0]) >= cfg.max_per_hour
+    return records.notifications_sent_since(db, _since(1)) >= cfg.max_per_hour
 
 
 def _held_since_last(db: Any) -> int:
-    last = db.execute("SELECT max(created_at) FROM notifications WHERE outcome = 'sent'").fetchone()[0]
-    row = db.execute(
-        "SELECT count(*) FROM notifications WHERE outcome = 'held' AND created_at >= ?", [last or _since(1)]
-    ).fetchone()
-    return int(row[0])
+    return records.notifications_held_since_last_sent(db, _since(1))
 
 
 def _record(db: Any, event: str, project: str | None, target: str, outcome: str, error: str | None,
             title: str) -> Sent:  # fmt: skip
-    db["notifications"].insert({
-        "created_at": _now(), "event": event, "project": project, "target": target, "outcome": outcome,
-        "error": error, "title": title,
-    })  # fmt: skip
+    records.add_notification(db, event=event, project=project, target=target, outcome=outcome, error=error,
+                             title=title)  # fmt: skip
     return Sent(target, outcome, error)
 
 
@@ -156,3 +144,89 @@ def wanted(config: Any, events: Iterable[str]) -> bool:
     """Whether any of ``events`` would be sent (callers skip building a body otherwise)."""
     cfg = config.notify
     return bool(cfg.urls) and any(e in cfg.events for e in events)
+
+
+# --- what pimainteno tells, and when --------------------------------------------------------------
+#
+# A run ends: pushed (a commit pushed and its unit healthy, or not restarted), rolled_back, run_failed,
+# proposal_waiting (its proposal waits for a person), stale (its proposal no longer applies). A
+# failure is recorded: failure, or heal_gave_up when the heal limit holds its heal back. Each is sent
+# once, from one place; none of this may fail or slow the run beyond `[notify] timeout` per target.
+
+WAITING_STATUSES = ("proposed", "approved", "validated", "checked")
+
+
+def link(app: Any, table: str, row_id: int | None) -> str | None:
+    """The dashboard page of one row, when `[web] url` is set."""
+    base = app.config.web.url
+    if not base or row_id is None:
+        return None
+    return f"{base.rstrip('/')}/{app.database_path.stem}/{table}/{row_id}"
+
+
+def run_event(app: Any, outcome: Any) -> tuple[str, str, str | None] | None:
+    """(event, body, link) for a finished run, or None when it is not news."""
+    what = f"run #{outcome.run_id}"
+    proposal = records.proposal_row(app.db, outcome.proposal_id) if outcome.proposal_id is not None else None
+    if outcome.status == "rolled_back":
+        return "rolled_back", f"{what}: {outcome.error}", link(app, "runs", outcome.run_id)
+    if outcome.status == "failed":
+        return "run_failed", f"{what} failed: {outcome.error}", link(app, "runs", outcome.run_id)
+    if proposal and proposal["status"] == "stale":
+        body = f"{what}: proposal #{proposal['id']} no longer applies at HEAD: {proposal['status_reason'] or ''}"
+        return "stale", body.rstrip(": "), link(app, "proposals", proposal["id"])
+    if outcome.status != "ok":
+        return None
+    if outcome.commit_sha:
+        row = records.commit_row(app.db, outcome.project, outcome.commit_sha)
+        if row and row["pushed_at"]:
+            subject = (row["message"] or "").splitlines()[0] if row["message"] else ""
+            body = f'{what} pushed {outcome.commit_sha[:12]} "{subject}" to {row["push_ref"]}'
+            if proposal:
+                body += f" (proposal #{proposal['id']})"
+            return "pushed", body, link(app, "runs", outcome.run_id)
+        return None
+    if proposal and proposal["status"] in WAITING_STATUSES:
+        body = f"{what}: proposal #{proposal['id']} ({proposal['status']}) waits for approval"
+        return "proposal_waiting", body, link(app, "proposals", proposal["id"])
+    return None
+
+
+def about_run(app: Any, outcome: Any) -> list[Sent]:
+    """Tell the owner how a run ended, if they asked for that event; never raises."""
+    try:
+        if not wanted(app.config, EVENTS):
+            return []
+        found = run_event(app, outcome)
+        if found is None or not wanted(app.config, [found[0]]):
+            return []
+        event, body, where = found
+        return notify(app.config, app.db, event, project=outcome.project, body=body, link=where, scrub=records.scrub)
+    except Exception as e:  # a notification never breaks what it reports on
+        log.warning("could not notify about run #%s: %s", getattr(outcome, "run_id", "?"), e)
+        return []
+
+
+def about_failure(app: Any, recorded: Any) -> list[Sent]:
+    """Tell the owner a unit failed (or that its heal was given up); never raises.
+
+    A failure pimainteno's own restart caused (heal `run`) is reported by that run's rollback."""
+    try:
+        if recorded.duplicate or recorded.heal == "run":
+            return []
+        event = "heal_gave_up" if recorded.heal == "gave_up" else "failure"
+        if not wanted(app.config, [event]):
+            return []
+        what = (
+            "is active but failed its health probe"
+            if recorded.result == "probe"
+            else f"failed ({recorded.result}, status {recorded.exit_status})"
+        )
+        body = f"failure #{recorded.failure_id}: {recorded.unit} {what}; heal {recorded.heal}" + (
+            f": {recorded.detail}" if recorded.detail else ""
+        )
+        return notify(app.config, app.db, event, project=recorded.project, body=body,
+                      link=link(app, "failures", recorded.failure_id), scrub=records.scrub)  # fmt: skip
+    except Exception as e:  # a notification never breaks what it reports on
+        log.warning("could not notify about failure #%s: %s", getattr(recorded, "failure_id", "?"), e)
+        return []

@@ -140,6 +140,10 @@ MALFORMED = {
     "newline in a name": ("[[project]]\npath = '/a'\nname = \"demo\\n\"", "project[0].name: control character U+000A"),
     "alias and key": ("[cache]\npath = 'a.db'\n[database]\npath = 'b.db'", "give `database` or `cache`, not both"),
     "bad health": ("[[project]]\npath = '/a'\nhealth = 'tcp://host'", "project[0].health: expected a command, an http"),
+    "unknown apprise scheme": (
+        "[notify]\nurls = ['nosuchservice://tok']",
+        "notify.urls: expected apprise URLs such as 'ntfy://topic'",
+    ),
     "bad event": ("[notify]\nevents = ['pushed', 'exploded']", "notify.events[1]: expected one of pushed, rolled_back"),
     "bad sandbox": ("[[project]]\npath = '/a'\nsandbox = 'off'", "project[0].sandbox: expected true, false or a table"),
     "bad unproven": (

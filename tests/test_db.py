@@ -39,6 +39,7 @@ EXPECTED = {
         "status",
         "status_reason",
         "test_output",
+        "commit_subject",
         "files",
         "added",
         "removed",
@@ -135,6 +136,7 @@ MIGRATIONS = [
     "003_notifications",
     "004_llm_calls_codex_version",
     "005_proof_projects_proof",
+    "006_proposals_commit_subject",
 ]
 
 

@@ -141,3 +141,29 @@ def test_prober_counts_consecutive_failures() -> None:
     assert not prober.record("app", bad, 120, interval=30, failures=3)
     assert prober.record("app", bad, 150, interval=30, failures=3)
     assert not prober.record("app", bad, 180, interval=30, failures=3)  # counting starts over
+
+
+def test_the_watch_probe_thread_reports_a_failing_streak_once_and_only_that(server: str, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pimainteno.probing import ProbeThread
+
+    def project(name: str, path: str) -> SimpleNamespace:
+        return SimpleNamespace(name=name, health=f"{server}{path}", health_timeout=1.0, health_interval=0.1,
+                               health_failures=3, path=tmp_path)  # fmt: skip
+
+    thread = ProbeThread([project("sick", "/broken"), project("fine", "/ok")])
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        found: list = []
+        while not found and time.monotonic() < deadline:
+            found = thread.take()
+            time.sleep(0.02)
+    finally:
+        thread.stop()
+    (streak,) = found[:1]
+    assert streak[0].name == "sick" and not streak[1].ok
+    assert streak[1].detail == f"GET {server}/broken: 500" and streak[1].output == "status 500"
+    assert all(p.name == "sick" for p, _ in found + thread.take())
+    assert thread.prober.streaks["fine"].failures == 0 and thread.prober.streaks["fine"].last.ok

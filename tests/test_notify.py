@@ -142,3 +142,137 @@ def test_invalid_url_is_named_without_its_secrets() -> None:
     problem = notify.url_problem(f"nosuchscheme://user:{SECRET}@host/")
     assert problem is not None and "nosuchscheme" in problem and SECRET not in problem
     assert notify.url_problem("json://127.0.0.1:9/hook") is None
+
+
+# --- the events a run and a failure send, through the real CLI -----------------------------------
+
+
+def _configure_run(tmp_path: Path, url: str, *, mode: str = "push", command: list[str] | str | None = None) -> Path:
+    from tests.commands.test_pipeline import RUFF_FIX, configure
+
+    extra = f'\n[llm.env]\n\n[notify]\nurls = ["{url}"]\ntimeout = 3\n\n[web]\nurl = "http://pi.local:8001"\n'
+    repo = configure(tmp_path, mode=mode, command=command or RUFF_FIX, extra=extra)
+    text = (tmp_path / "PiMainteno.toml").read_text().replace("[llm]\n", f'[llm]\napi_key = "{SECRET}"\n', 1)
+    (tmp_path / "PiMainteno.toml").write_text(text.replace("\n[llm.env]\n", "\n"))
+    return repo
+
+
+def _rows(tmp_path: Path) -> list[tuple[str, str, str]]:
+    d = open_db(tmp_path / "state" / "pimainteno.db")
+    return [(r["event"], r["target"], r["outcome"]) for r in d.query("SELECT * FROM notifications ORDER BY id")]
+
+
+def test_a_pushed_run_tells_once_with_the_commit_and_the_dashboard_link(receiver: Receiver, tmp_path: Path) -> None:
+    from tests.conftest import run_cli, run_git
+
+    repo = _configure_run(tmp_path, receiver.url)
+    result = run_cli("run", "app")
+    assert result.returncode == 0, result.stderr
+    sha = run_git(repo, "rev-parse", "HEAD").strip()
+    assert _rows(tmp_path) == [("pushed", "json", "sent")]
+    (post,) = receiver.posts
+    assert post["title"] == "pimainteno: app pushed a fix"
+    assert f"run #1 pushed {sha[:12]}" in post["message"] and "refs/heads/main (proposal #1)" in post["message"]
+    assert "http://pi.local:8001/pimainteno/runs/1" in post["message"]
+
+
+def test_a_waiting_proposal_and_a_failed_run_are_told_with_the_secret_redacted(receiver: Receiver,
+                                                                               tmp_path: Path) -> None:  # fmt: skip
+    from tests.conftest import run_cli
+
+    _configure_run(tmp_path, receiver.url, mode="propose")
+    assert run_cli("run", "app").returncode == 0
+    assert _rows(tmp_path) == [("proposal_waiting", "json", "sent")]
+    assert "proposal #1 (proposed) waits for approval" in receiver.posts[-1]["message"]
+    assert "http://pi.local:8001/pimainteno/proposals/1" in receiver.posts[-1]["message"]
+
+    text = (tmp_path / "PiMainteno.toml").read_text()  # a remote that is not there: the push fails
+    text = text.replace('mode = "propose"', f'mode = "push"\nremote = "/nonexistent/{SECRET}.git"')
+    (tmp_path / "PiMainteno.toml").write_text(text)
+    result = run_cli("run", "app", "--reason", "try again")
+    assert result.returncode == 4, result.stderr
+    assert _rows(tmp_path)[-1] == ("run_failed", "json", "sent")
+    message = receiver.posts[-1]["message"]
+    assert receiver.posts[-1]["title"] == "pimainteno: app a run failed" and "run #2 failed:" in message
+    assert "/nonexistent/[redacted].git" in message and SECRET not in message
+
+
+def test_a_receiver_that_is_down_does_not_fail_the_run(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _configure_run(tmp_path, f"json://127.0.0.1:{port}/hook")
+    start = time.monotonic()
+    result = run_cli("run", "app")
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - start < 60
+    assert _rows(tmp_path) == [("pushed", "json", "failed")]
+    assert "notification pushed to json:// failed" in result.stderr
+
+
+def test_notify_test_sends_one_to_every_target_and_prints_each_outcome(receiver: Receiver, tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        down = f"json://127.0.0.1:{s.getsockname()[1]}/hook"
+    _configure_run(tmp_path, receiver.url)
+    ok = run_cli("notify", "--test")
+    assert (ok.returncode, ok.stdout) == (0, "json://: sent\n"), ok.stderr
+    assert receiver.posts[-1]["title"] == "pimainteno: test notification"
+    text = (tmp_path / "PiMainteno.toml").read_text().replace(f'urls = ["{receiver.url}"]',
+                                                             f'urls = ["{receiver.url}", "{down}"]')  # fmt: skip
+    (tmp_path / "PiMainteno.toml").write_text(text)
+    both = run_cli("notify", "--test", "--json")
+    assert both.returncode == 4
+    assert [json.loads(line)["outcome"] for line in both.stdout.splitlines()] == ["sent", "failed"]
+    assert SECRET not in both.stdout + both.stderr
+    assert run_cli("notify").returncode == 2  # says what to send
+
+
+def test_a_run_whose_proposal_went_stale_is_told_stale(receiver: Receiver, tmp_path: Path) -> None:
+    # validate.py marks a proposal stale when it no longer applies at a moved HEAD; the run ends rejected
+    from pimainteno import records
+    from pimainteno.app import App
+    from pimainteno.pipeline.request import RunOutcome
+
+    _configure_run(tmp_path, receiver.url, mode="propose")
+    app = App()
+    proposal = records.add_proposal(app.db, project="app", diff="diff --git a/x b/x\n", base_head="0" * 40,
+                                    files=["x"], added=1, removed=0, fingerprint=None)  # fmt: skip
+    records.transition(app.db, proposal.id, records.ProposalStatus.STALE, actor="pimainteno",
+                       reason="patch rejected: it does not apply to app at HEAD")  # fmt: skip
+    outcome = RunOutcome("app", "rejected", 7, "patch rejected", proposal.id)
+    assert [s.outcome for s in notify.about_run(app, outcome)] == ["sent"]
+    assert _rows(tmp_path) == [("stale", "json", "sent")]
+    assert receiver.posts[-1]["title"] == "pimainteno: app a proposal went stale"
+    message = receiver.posts[-1]["message"]
+    assert "run #7: proposal #1 no longer applies at HEAD: patch rejected: it does not apply to app at HEAD" in message
+    assert "http://pi.local:8001/pimainteno/proposals/1" in message
+    assert notify.about_run(app, RunOutcome("app", "nothing", 8)) == []  # not news
+
+
+def test_a_failure_and_a_heal_given_up_are_told(receiver: Receiver, tmp_path: Path) -> None:
+    from pimainteno.app import App
+    from pimainteno.failures import record_failure
+    from pimainteno.systemd import FailureEvent
+
+    _configure_run(tmp_path, receiver.url)
+    text = (tmp_path / "PiMainteno.toml").read_text()
+    text = text.replace('name = "app"\n', 'name = "app"\nunit = "app.service"\n')
+    (tmp_path / "PiMainteno.toml").write_text("[systemd_monitor]\nheal_limit = 1\n\n" + text)
+    app = App()
+
+    def fail(invocation: str) -> str:
+        event = FailureEvent(unit="app.service", active_state="failed", sub_state="failed", result="exit-code",
+                             exit_code="exited", exit_status=3, invocation_id=invocation, detected_at=time.monotonic(),
+                             detected_wall="2026-01-01T00:00:00.000")  # fmt: skip
+        return record_failure(app, event, source="on-failure").heal
+
+    assert [fail("a" * 32), fail("b" * 32), fail("b" * 32)] == ["queued", "gave_up", "gave_up"]
+    assert [e for e, _, _ in _rows(tmp_path)] == ["failure", "heal_gave_up"]  # the duplicate is not told again
+    assert "failure #1: app.service failed (exit-code, status 3); heal queued" in receiver.posts[0]["message"]
+    assert receiver.posts[1]["title"] == "pimainteno: app gave up healing"
+    assert "http://pi.local:8001/pimainteno/failures/2" in receiver.posts[1]["message"]

@@ -1,7 +1,8 @@
 """`pimainteno restart PROJECT|UNIT`: restart a unit over D-Bus, wait, and say whether it is healthy.
 
 Healthy means the restart job finished and the unit then stayed active for `settle` seconds (a
-oneshot: ended successfully); see pimainteno.systemd.restart_and_wait. Every restart is a
+oneshot: ended successfully; see pimainteno.systemd.restart_and_wait) and, when the project has a
+`health` probe, the probe passed `health_passes` times in a row within `settle` (pimainteno.health). Every restart is a
 `restarts` row (outcome healthy, unhealthy or error), whether a user or a run asked for it.
 """
 

@@ -4,6 +4,8 @@ One D-Bus connection, `Subscribe()`, a PropertiesChanged match per unit (pimaint
 watch_failures): a unit entering `failed` is recorded (pimainteno/failures.py) within
 milliseconds, with the journal of the failed run, and a heal is queued for its project, rate
 limited per unit. On start, units already failed are swept once; a lost bus is reconnected.
+Projects with a `health` probe are also probed every `health_interval` s; `health_failures` in a
+row are a failure of the unit (result `probe`), recorded and healed the same way (pimainteno/probing.py).
 
 The `status` table carries the heartbeat the dashboard and `pimainteno status` show:
 `systemd.status` (connecting, listening once the matches are in place, stopped or error),
@@ -20,7 +22,8 @@ from collections.abc import Callable
 from pimainteno import records
 from pimainteno.app import App
 from pimainteno.errors import InputError, PimaintenoError
-from pimainteno.failures import Recorded, monitored_units, record_failure
+from pimainteno.failures import Recorded, monitored_units, record_failure, record_probe_failure
+from pimainteno.probing import ProbeThread, probed_projects
 from pimainteno.systemd import FailureEvent
 
 log = logging.getLogger("pimainteno")
@@ -64,17 +67,36 @@ def watch(
         if on_record:
             on_record(rec)
 
+    probes = ProbeThread(probed_projects(app.config))
+
+    def probe_failures() -> None:  # in this thread: the probe thread never touches the database
+        for project, result in probes.take():
+            try:
+                rec = record_probe_failure(app, project, result)
+            except PimaintenoError as e:
+                log.error("%s: its health probe failed, but recording it failed: %s", project.name, e)
+                continue
+            if rec is not None and not rec.duplicate:
+                recorded.append(rec)
+                if on_record:
+                    on_record(rec)
+
+    def heartbeat() -> None:
+        probe_failures()
+        beat(due=False)
+
     records.set_status(db, "systemd.units", json.dumps(units))
     records.delete_status(db, "systemd.error")
     log.info("watching %s", ", ".join(units))
     beat("connecting")
+    probes.start()
     try:
         watch_failures(
             units,
             on_failure,
             user=app.config.monitor.user,
             stop_after=duration,
-            heartbeat=lambda: beat(due=False),
+            heartbeat=heartbeat,
             on_listening=beat,  # at once: not "connecting" for a heartbeat period after the matches are in place
             heartbeat_every=min(heartbeat_every, 0.25),  # called often, writes every heartbeat_every
         )
@@ -85,5 +107,7 @@ def watch(
     except BaseException:  # Ctrl-C, SIGTERM (systemctl stop)
         beat("stopped")
         raise
+    finally:
+        probes.stop()
     beat("stopped")
     return recorded

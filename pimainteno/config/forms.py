@@ -63,8 +63,13 @@ def health_form(v: str) -> str | None:
 
 
 def notify_urls(v: tuple[str, ...]) -> str | None:
-    ok = all(re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*://\S+", u) for u in v)
-    return None if ok else "apprise URLs such as 'ntfy://topic' or 'json://host/path'"
+    expected = "apprise URLs such as 'ntfy://topic' or 'json://host/path'"
+    if not all(re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*://\S+", u) for u in v):
+        return expected
+    from pimainteno.notify import url_problem  # apprise itself says whether it can use each URL
+
+    problems = [p for p in (url_problem(u) for u in v) if p]
+    return f"{expected}; {problems[0]}" if problems else None
 
 
 def web_url(v: str | None) -> str | None:

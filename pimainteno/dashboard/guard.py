@@ -35,7 +35,7 @@ _SAFE = """rowid id name project unit branch mode provider updated_at trigger fa
 duration_s status step proposal_id commit_sha pid head created_at llm_call_id run_id base_head added removed
 sha kind author pushed_at push_ref reverted_by detected_at active_state result exit_code exit_status
 invocation_id source heal requested_at outcome purpose model thread_id input_tokens cached_tokens
-output_tokens reasoning_tokens prompt_bytes consumed_at key proof"""
+output_tokens reasoning_tokens prompt_bytes consumed_at key proof event target"""
 SAFE_COLUMNS = frozenset(_SAFE.split())
 _COLUMN_PARAMS = ("_facet", "_facet_array", "_facet_date", "_sort", "_sort_desc", "_filter_column", "_search_col")
 _REFUSED_PARAMS = ("_where", "_search", "_through")  # free SQL, full-text search, filters through another table

@@ -178,6 +178,20 @@ TABLES: dict[str, tuple[str, str | None, dict[str, str]]] = {
             "detail": "What happened",
         },
     ),
+    "notifications": (
+        "Every notification pimainteno sent, or tried to, through apprise (see docs/notifications.md).",
+        "created_at",
+        {
+            "id": "Notification number",
+            "created_at": "When (UTC)",
+            "event": "pushed, rolled_back, heal_gave_up, failure, proposal_waiting, run_failed, stale or test",
+            "project": "Project name",
+            "target": "The apprise URL's scheme only (ntfy, mailto, json...): URLs carry secrets",
+            "outcome": "sent, failed, timeout or held (past max_per_hour)",
+            "error": "Why it was not delivered",
+            "title": "The notification's title",
+        },
+    ),
     "status": (
         "Heartbeats of the long-running parts (scheduler, watcher, drain): key, value, last update.",
         None,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from pimainteno import errors, git, records
+from pimainteno import errors, git, notify, records
 from pimainteno.errors import InputError, PatchRejected, PimaintenoError
 from pimainteno.pipeline.recorder import Recorder, project_lock, recover
 from pimainteno.pipeline.request import MODES, Request, RunOutcome
@@ -62,6 +62,7 @@ def run(app: App, request: Request, project: Project | None = None) -> RunOutcom
                                commit_sha=outcome.commit_sha)  # fmt: skip
             if request.failure_id is not None:  # the failure no longer says "heal: queued" once its heal ended
                 records.end_heal(app.db, request.failure_id, run_id, outcome.status, outcome.commit_sha is not None)
+        notify.about_run(app, outcome)  # bounded and never raises
         return outcome
 
 
@@ -88,9 +89,10 @@ def _chain(app: App, project: Project, rec: Recorder, request: Request) -> RunOu
         if request.proposal_id is not None:
             proposal = _approved(app, project, request)
         else:
-            with rec.step("summarize"):
-                head = git.head(project.path)
-                summarize(app, project, run_id=rec.run_id, head=head)
+            head = git.head(project.path)
+            if request.failure_id is None:  # a heal works from the failure and the last summary: one model call
+                with rec.step("summarize"):
+                    summarize(app, project, run_id=rec.run_id, head=head)
             with rec.step("propose") as entry:
                 proposal = propose(app, project, reason=request.reason, failure_id=request.failure_id,
                                    feedback=feedback, run_id=rec.run_id, head=head)  # fmt: skip

@@ -162,7 +162,8 @@ def commit_applied(app: App, project: Project, *, message: str | None = None, ru
     if not staged:
         raise InputError(f"{project.name}: the applied patch is no longer staged; nothing to commit")
     diff = git.git(project.path, "diff", "--cached", "--", *paths)
-    subject = message or commit_subject(app, project, project.path, diff, paths, run_id)
+    stored = records.commit_subject_of(app.db, proposal_id) if proposal_id is not None else None
+    subject = message or stored or commit_subject(app, project, project.path, diff, paths, run_id)
     text = git.commit_message(subject, proposal_id)
     sha = git.make_commit(project.path, text, app.config.git.author_or_default, paths=paths)
     record_commit(app, project, sha, text.strip(), proposal_id, run_id)

@@ -1,5 +1,9 @@
 """The first two steps: a summary cached by HEAD, and a patch made in an isolated worktree.
 
+A heal (a run for a recorded failure) makes one model call: the patch call, with the failure, the
+unit's journal and the last summary as context; the call's structured answer also gives the
+commit subject (stored on the proposal), and the summary is refreshed by the next scheduled run.
+
 The project's working tree is never touched: the provider edits a worktree at HEAD in the state
 directory and the patch is that worktree's `git diff`, new files included.
 """
@@ -165,7 +169,9 @@ def propose(
                  "(--reason TEXT asks anyway)", project.name, head[:12])  # fmt: skip
         return None
     journal = failure_journal(app, failure_id)
-    summary, _ = summarize(app, project, run_id=run_id, head=head)
+    summary = (
+        heal_summary(app, project) if failure_id is not None else summarize(app, project, run_id=run_id, head=head)[0]
+    )
     name = app.config.provider_for(project)
     provider = get_provider(name, app.config.llm, project.command)
     log.info("%s: proposing with %s (%s)", project.name, name, why)
@@ -225,8 +231,16 @@ def propose(
         fingerprint=git.patch_id(project.path, diff), provider=name, reason=reason or why, failure_id=failure_id,
         run_id=run_id,
     )  # fmt: skip
+    records.set_commit_subject(app.db, proposal.id, call.commit_subject)
     log.info("%s: proposal #%d: %s, +%d -%d", project.name, proposal.id, plural(len(files), "file"), added, removed)
     return proposal
+
+
+def heal_summary(app: App, project: Project) -> str:
+    """A heal's summary: the last one made, at whatever HEAD; no model call on the way to a fix.
+
+    The summary is refreshed by the next scheduled run (HEAD moved, so the cache misses)."""
+    return records.last_summary(app.db, project.name) or "(no summary yet: work from the failure and the files)"
 
 
 def failure_journal(app: App, failure_id: int | None) -> str | None:
@@ -236,7 +250,9 @@ def failure_journal(app: App, failure_id: int | None) -> str | None:
     row = records.failure_row(app.db, failure_id)
     if not row:
         raise InputError(f"no failure #{failure_id} in the database; see `pimainteno status` for recent failures")
-    return (
-        f"Unit {row['unit']} failed (result {row['result']}, exit status {row['exit_status']}).\n\n"
-        f"{row['journal'] or '(no journal excerpt)'}"
+    what = (
+        f"Unit {row['unit']} is running but failed its health probe (several times in a row)"
+        if row["result"] == "probe"
+        else f"Unit {row['unit']} failed (result {row['result']}, exit status {row['exit_status']})"
     )
+    return f"{what}.\n\n{row['journal'] or '(no journal excerpt)'}"

@@ -4,6 +4,10 @@ Rolling back is a `git revert` of pimainteno's commit, made like its other commi
 no hooks) in a temporary worktree and fast-forwarded into the project, then pushed the same way
 (never forced); the unit is restarted again. The run ends `rolled_back`.
 
+With a `health` probe the unit must also pass it `health_passes` times in a row within `settle`
+(pimainteno.health): a service that starts but answers 500, or never opens its port, is unhealthy
+and rolled back like one that crashed.
+
 A restart is skipped, with a warning, when there is nothing to restart: `restart = false`, no
 systemd to talk to (a container, the offline demo), or a unit systemd does not know. Skipping
 never fails a run nor rolls anything back.
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from pimainteno import git, records
 from pimainteno.errors import PimaintenoError, ToolError
+from pimainteno.health import Probe
 from pimainteno.records import ProposalStatus
 
 if TYPE_CHECKING:
@@ -29,6 +34,8 @@ if TYPE_CHECKING:
     from pimainteno.pipeline.request import RunOutcome
 
 log = logging.getLogger("pimainteno")
+
+PROBE_EVERY = 0.5  # seconds between probes while a restarted unit settles
 
 
 @dataclass(frozen=True)
@@ -60,12 +67,41 @@ def restart(app: App, unit: str, project: Project | None = None, *, run_id: int 
     except PimaintenoError as e:
         records.finish_restart(app.db, row_id, "error", detail=str(e))
         raise
-    outcome = "healthy" if result.healthy else "unhealthy"
+    healthy, detail, duration = result.healthy, result.detail, result.duration_s
+    if healthy and project is not None and project.health:
+        checked = probe_after_restart(app, unit, project, mon.settle if settle is None else settle)
+        healthy, duration = checked.ok, duration + checked.seconds
+        detail = records.scrub(f"{detail}; {checked.detail}")  # a probe URL may carry a token
+    outcome = "healthy" if healthy else "unhealthy"
     records.finish_restart(app.db, row_id, outcome, active_state=result.active_state, result=result.result,
-                           detail=result.detail)  # fmt: skip
-    (log.info if result.healthy else log.warning)("%s: %s", unit, result.detail)
-    return Restarted(row_id, unit, project.name if project else None, result.healthy, result.active_state, result.result,
-                     result.detail, result.duration_s)  # fmt: skip
+                           detail=detail)  # fmt: skip
+    (log.info if healthy else log.warning)("%s: %s", unit, detail)
+    return Restarted(row_id, unit, project.name if project else None, healthy, result.active_state, result.result,
+                     detail, round(duration, 3))  # fmt: skip
+
+
+def probe_after_restart(app: App, unit: str, project: Project, settle: float) -> Probe:
+    """The project's probe must pass `health_passes` times in a row within ``settle`` s (at least one
+    probe's time), and the unit must still be active afterwards."""
+    from pimainteno.health import wait_healthy
+    from pimainteno.systemd import unit_state
+
+    assert project.health is not None
+    start = time.monotonic()
+    within = max(settle, project.health_timeout)
+    checked = wait_healthy(project.health, passes=project.health_passes, within=within,
+                           timeout=project.health_timeout, cwd=project.path,
+                           interval=min(PROBE_EVERY, project.health_interval))  # fmt: skip
+    seconds = round(time.monotonic() - start, 3)
+    if not checked.ok:
+        return Probe(False, f"health probe failed: {checked.detail}", checked.output, seconds)
+    try:
+        state = unit_state(unit, user=app.config.monitor.user)["ActiveState"]
+    except PimaintenoError as e:
+        return Probe(False, f"health probe passed, but the unit's state cannot be read: {e}", "", seconds)
+    if state != "active":
+        return Probe(False, f"health probe passed, but {unit} is {state} now", "", seconds)
+    return Probe(True, f"health probe passed: {checked.detail}", checked.output, seconds)
 
 
 def why_not_restart(app: App, project: Project) -> str | None:
@@ -84,10 +120,10 @@ def why_not_restart(app: App, project: Project) -> str | None:
 
 
 @contextlib.contextmanager
-def _announced(app: App, unit: str, run_id: int) -> Iterator[None]:
+def _announced(app: App, unit: str, run_id: int, probing: float = 0.0) -> Iterator[None]:
     """Tell `watch` and `heal` that a failure of ``unit`` now is this run's to handle (no second heal)."""
     mon = app.config.monitor
-    records.announce_restart(app.db, unit, run_id, time.time() + mon.restart_timeout + mon.settle + 30)
+    records.announce_restart(app.db, unit, run_id, time.time() + mon.restart_timeout + mon.settle + probing + 30)
     try:
         yield
     finally:
@@ -95,7 +131,8 @@ def _announced(app: App, unit: str, run_id: int) -> Iterator[None]:
 
 
 def _restart(app: App, project: Project, run_id: int) -> Restarted:
-    with _announced(app, project.unit, run_id):
+    probing = max(app.config.monitor.settle, project.health_timeout) if project.health else 0.0
+    with _announced(app, project.unit, run_id, probing):
         return restart(app, project.unit, project, run_id=run_id)
 
 

@@ -150,7 +150,9 @@ def commit_validated(app: App, project: Project, proposal: records.Proposal, val
     """
     with git.temporary_worktree(project.path, app.state_dir, f"{project.name}-commit", rev=validated.head) as wt:
         git.git(wt, "apply", "--index", "--whitespace=nowarn", "-", input=validated.patch)
-        subject = commit_subject(app, project, wt, proposal.diff, proposal.files, run_id)
+        subject = records.commit_subject_of(app.db, proposal.id) or commit_subject(
+            app, project, wt, proposal.diff, proposal.files, run_id
+        )  # the patch call's own subject: no second model call
     expected = proof.Expected(validated.head, validated.tree, "", {})
     message = git.commit_message(subject, proposal.id)
     return proof.commit_proposal(project.path, expected, validated.patch, message,

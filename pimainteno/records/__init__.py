@@ -5,6 +5,7 @@
     runs        `runs`, `summaries`, `llm_calls`, `triggers`
     commits     `commits`: pimainteno's own commits and reverts, and whether they are pushed
     failures    `failures` and `restarts`
+    notifications  `notifications`, a proposal's commit subject from its patch call, the last summary
 
 Every text stored passes through scrub() first, so no configured secret reaches the database.
 """
@@ -45,6 +46,15 @@ from pimainteno.records.failures import (
     update_failure,
     withdraw_restart,
 )
+from pimainteno.records.notifications import (
+    add_notification,
+    commit_subject_of,
+    last_summary,
+    notifications_held_since_last_sent,
+    notifications_sent_since,
+    proposal_row,
+    set_commit_subject,
+)
 from pimainteno.records.proposals import (
     TRANSITIONS,
     WAITING,
@@ -75,6 +85,8 @@ __all__ = [
     "announce_restart",
     "restarting_run",
     "withdraw_restart",
+    "add_notification", "commit_subject_of", "last_summary", "notifications_held_since_last_sent",
+    "notifications_sent_since", "proposal_row", "set_commit_subject",
     "REDACTED", "TRANSITIONS", "WAITING", "IllegalTransition", "Proposal", "ProposalStatus", "add_commit",
     "add_failure", "add_llm_call", "add_proposal", "decided", "failed_before", "add_restart", "add_summary", "add_trigger", "cached_summary",
     "commit_row", "count_heals_since", "delete_status", "end_heal", "failure_row", "finish_restart", "finish_run",
