@@ -164,6 +164,13 @@ def _m004(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE llm_calls ADD COLUMN codex_version TEXT")  # `codex --version` of the run
 
 
+@migrations(name="005_failures_coalesce")
+def _m005(db: sqlite_utils.Database) -> None:
+    # Repeated failures of one unit within `coalesce` seconds are one row: how many, and the last one's time.
+    db.execute("ALTER TABLE failures ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
+    db.execute("ALTER TABLE failures ADD COLUMN last_at TEXT")
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

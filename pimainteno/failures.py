@@ -13,6 +13,11 @@ the failed run is added and the heal queued, or not:
                      never becomes a patch loop; heals resume when the window has passed
            run       pimainteno itself was restarting the unit (run_id): that run rolls back
            none      no configured project has this unit
+
+Repeated failures of one unit within `[systemd_monitor] coalesce` seconds are one row (`count`,
+`detected_at` of the first, `last_at` and the journal of the latest) as long as that row's heal has
+not run yet, is running, or will not come; `prune()` (called by `watch`) drops rows older than
+`retention_days`.
 """
 
 from __future__ import annotations
@@ -81,6 +86,19 @@ def record_failure(app: App, event: FailureEvent, *, source: str) -> Recorded:
             if row:
                 return Recorded(row["id"], event.unit, project.name if project else None, event.result,
                                 event.exit_status, row["heal"] or "none", duplicate=True)  # fmt: skip
+        recent = _coalesce_into(app, event)
+        if recent is not None:  # a crash loop is one row with a count, not a row per crash
+            count = int(recent["count"] or 1) + 1
+            records.update_failure(db, recent["id"], count=count, last_at=records.now(), result=event.result,
+                                   exit_code=event.exit_code, exit_status=event.exit_status,
+                                   invocation_id=event.invocation_id or None, active_state=event.active_state)  # fmt: skip
+    if recent is not None:
+        records.update_failure(db, recent["id"], journal=_journal(app, event))
+        detail = f"failure #{recent['id']} again ({count} times since {recent['detected_at']})"
+        log.info("%s failed (%s): %s", event.unit, event.result, detail)
+        return Recorded(recent["id"], event.unit, project.name if project else None, event.result, event.exit_status,
+                        recent["heal"] or "none", detail=detail)  # fmt: skip
+    with transaction(db):
         heal, run_id, detail = "none", None, ""
         if project is None:
             detail = "no configured project has this unit"
@@ -116,6 +134,33 @@ def record_failure(app: App, event: FailureEvent, *, source: str) -> Recorded:
     (log.warning if heal == "gave_up" else log.info)("%s failed (%s): %s", event.unit, event.result, detail or heal)
     return Recorded(failure_id, event.unit, project.name if project else None, event.result, event.exit_status, heal,
                     detail=detail)  # fmt: skip
+
+
+def _coalesce_into(app: App, event: FailureEvent) -> dict[str, Any] | None:
+    """The unit's failure row this one joins: one within `coalesce` seconds whose heal has not run yet
+    (still queued), is running now, or will not come (gave up, no project, the restarting run's)."""
+    window = app.config.monitor.coalesce
+    if window <= 0:
+        return None
+    recent = records.recent_failure(app.db, event.unit, records.now(window))
+    if recent is None:
+        return None
+    if recent["heal"] == "queued" and recent["run_id"] is not None and not records.run_alive(app.db, recent["run_id"]):
+        return None  # its heal is over: a failure after it is a new one, which may need another heal
+    if recent["heal"] == "run" and records.restarting_run(app.db, event.unit) != recent["run_id"]:
+        return None
+    return recent
+
+
+def prune(app: App) -> int:
+    """Drop failure rows older than `retention_days` (0 keeps them all); how many went."""
+    days = app.config.monitor.retention_days
+    if days <= 0:
+        return 0
+    gone = records.prune_failures(app.db, records.now(days * 86400))
+    if gone:
+        log.info("pruned %d failure row(s) older than %g days", gone, days)
+    return gone
 
 
 def _journal(app: App, event: FailureEvent) -> str:

@@ -65,6 +65,8 @@ EXPECTED = {
     },
     "failures": {
         "id",
+        "count",
+        "last_at",
         "project",
         "unit",
         "detected_at",
@@ -129,7 +131,13 @@ EXPECTED = {
 }
 
 # Every migration in declaration order; each new one is appended (and named after its branch).
-MIGRATIONS = ["001_initial", "002_core_proposal_lifecycle", "003_notifications", "004_llm_calls_codex_version"]
+MIGRATIONS = [
+    "001_initial",
+    "002_core_proposal_lifecycle",
+    "003_notifications",
+    "004_llm_calls_codex_version",
+    "005_failures_coalesce",
+]
 
 
 def test_a_first_release_database_upgrades_keeping_its_proposals(tmp_path: Path) -> None:
