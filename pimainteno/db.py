@@ -29,6 +29,7 @@ __all__ = [
     "migrations",
     "now",
     "open_db",
+    "reopen",
     "set_status",
     "sync_projects",
     "transaction",
@@ -202,6 +203,12 @@ def open_db(path: str | os.PathLike[str]) -> sqlite_utils.Database:
         raise ToolError(f"database {path}: {e}; check the file or point --db elsewhere") from None
     except OSError as e:
         raise ToolError(f"database {path}: {e.strerror or e}; check the directory's permissions") from None
+
+
+def reopen(path: str | os.PathLike[str]) -> sqlite_utils.Database:
+    """Open ``path`` anew, migrating it even if this process already migrated a file there (it was replaced)."""
+    _migrated.discard(str(Path(path).resolve()))
+    return open_db(path)
 
 
 def _create(path: Path) -> None:

@@ -9,6 +9,8 @@ A trigger whose project is locked (another run holds it: a timer, a second drain
 consumed: it stays claimed and is tried again with a backoff (1 s, doubling to 30 s) once the
 rest of the queue is done, and a drain without --follow waits for it; its failure keeps
 `heal = queued` meanwhile. No heal, "Run now" or approval is dropped because someone else was busy.
+`--follow` waits out a full disk or a locked database (the trigger being run stays claimed and runs
+again) instead of exiting.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pimainteno import pipeline, queue, records
 from pimainteno.app import App
 from pimainteno.errors import ConfigError, PimaintenoError
 from pimainteno.git import GUARD_ENV as GUARD
+from pimainteno.keeper import TRANSIENT
 from pimainteno.pipeline import Outcome
 from pimainteno.queue import MalformedTrigger, Trigger
 
@@ -74,7 +77,7 @@ def drain(
         return rows
     app.db  # noqa: B018 - open and migrate before claiming anything
     claim = queue.Claim(queue_dir)
-    beat = 0.0
+    beat, waited = 0.0, 0.0
     deferred: dict[Path, tuple[Trigger | MalformedTrigger, float, float]] = {}  # path: (trigger, due, delay)
 
     def consume(path: Path, item: Trigger | MalformedTrigger, delay: float) -> int:
@@ -93,11 +96,20 @@ def drain(
         with _guarded():
             while True:
                 done = 0
-                for path, item in queue.claimed(claim):
-                    done += consume(path, item, RETRY_FIRST)
-                for path, (item, due, delay) in list(deferred.items()):
-                    if due <= time.monotonic():
-                        done += consume(path, item, delay)
+                try:
+                    for path, item in queue.claimed(claim):
+                        done += consume(path, item, RETRY_FIRST)
+                    for path, (item, due, delay) in list(deferred.items()):
+                        if due <= time.monotonic():
+                            done += consume(path, item, delay)
+                except TRANSIENT as e:  # a full disk or a locked database: a follower waits it out
+                    if not follow:
+                        raise
+                    waited = min(max(waited * 2, 1.0), RETRY_MAX)
+                    log.warning("the database or the queue cannot be written (%s); retrying in %gs", e, waited)
+                    time.sleep(waited)
+                    continue
+                waited = 0.0
                 if done or time.monotonic() - beat > HEARTBEAT:
                     what = f"following the queue (pid {os.getpid()})" if follow else "drained the queue"
                     waiting = f", {len(deferred)} waiting for a locked project" if deferred else ""
