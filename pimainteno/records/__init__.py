@@ -29,6 +29,7 @@ from pimainteno.records.commits import (
     mark_pushed,
     mark_reverted,
     note_push_error,
+    replace_sha,
     unpushed,
 )
 from pimainteno.records.failures import (
@@ -80,7 +81,7 @@ __all__ = [
     "restarting_run",
     "withdraw_restart",
     "last_healthy_restart", "latest_failure_at", "prune_failures", "recent_failure", "restarting_keys", "run_alive",
-    "unfinished_restarts",
+    "unfinished_restarts", "replace_sha",
     "REDACTED", "TRANSITIONS", "WAITING", "IllegalTransition", "Proposal", "ProposalStatus", "add_commit",
     "add_failure", "add_llm_call", "add_proposal", "add_restart", "add_summary", "add_trigger", "cached_summary",
     "commit_row", "count_heals_since", "delete_status", "failure_row", "finish_restart", "finish_run",

@@ -129,10 +129,11 @@ root = pathlib.Path(sys.argv[0]).parent
 clone = root / "colleague"
 if not clone.exists():
     subprocess.run(["git", "clone", "-q", str(root / "remote.git"), str(clone)], check=True)
-    (clone / "NOTES").write_text("a colleague's change\\n")
+    where = clone / sys.argv[1]
+    where.write_text(where.read_text().replace("while True:", "while True:  # keep serving")
+                     if where.exists() else "a colleague's change\\n")
     who = ["-c", "user.name=Colleague", "-c", "user.email=c@example.com"]
-    subprocess.run(["git", "-C", str(clone), *who, "commit", "-qm", "Notes"], check=False)
-    subprocess.run(["git", "-C", str(clone), "add", "NOTES"], check=True)
+    subprocess.run(["git", "-C", str(clone), "add", sys.argv[1]], check=True)
     subprocess.run(["git", "-C", str(clone), *who, "commit", "-qm", "Notes"], check=True)
     subprocess.run(["git", "-C", str(clone), "push", "-q", "origin", "HEAD:main"], check=True)
 serve = pathlib.Path("serve.py")
@@ -140,9 +141,34 @@ serve.write_text(serve.read_text().replace("while True:", 'raise SystemExit("cra
 """
 
 
-def test_a_remote_that_moved_on_wedges_nothing(systemd_sandbox: SystemdSandbox, root: Path) -> None:
-    config = make_project(root, extra=FAST)
-    (root / "fixer.py").write_text(RACER)  # a colleague pushes while the model works; the patch crashes the unit
+def test_a_remote_that_moved_on_gets_pimaintenos_commits_replayed(systemd_sandbox: SystemdSandbox, root: Path) -> None:
+    config = make_project(root, fixer="NOTES", extra=FAST)
+    (root / "fixer.py").write_text(RACER)  # a colleague pushes NOTES while the model works; the patch crashes
+    repo, remote = root / "demo-app", root / "remote.git"
+    systemd_sandbox.write_unit("demo-app.service", service_unit(root))
+    systemd_sandbox.systemctl("start", "demo-app.service")
+
+    first = pm(systemd_sandbox, config, "run", "app")
+    assert first.stdout.startswith("app: rolled_back"), first.stdout + first.stderr
+    assert ("push", "failed") in steps(root, 1) and steps(root, 1)[-1] == ("restart-after-rollback", "ok")
+    assert active(systemd_sandbox) == "active"
+
+    second = pm(systemd_sandbox, config, "run", "app")  # replays the patch and its revert on the colleague's tip
+    assert steps(root, 2)[0] == ("push-pending", "ok"), second.stderr
+    assert ("propose", "ok") in steps(root, 2)
+    subjects = git(remote, "log", "--reverse", "--format=%s", "main").splitlines()
+    after = subjects[subjects.index("Notes") + 1 :]  # the colleague's commit, then run 1's two, replayed on it
+    assert after[0].startswith("Apply") and after[1].startswith('Revert "Apply'), subjects
+    assert git(remote, "rev-parse", "main") == git(repo, "rev-parse", "HEAD")
+    assert query(root, "SELECT count(*) FROM commits WHERE pushed_at IS NULL") == [(0,)]
+    assert query(root, "SELECT count(*) FROM status WHERE key = 'diverged.app'") == [(0,)]
+    assert active(systemd_sandbox) == "active"
+    systemd_sandbox.systemctl("stop", "demo-app.service")
+
+
+def test_a_remote_that_moved_on_and_conflicts_wedges_nothing(systemd_sandbox: SystemdSandbox, root: Path) -> None:
+    config = make_project(root, fixer="serve.py", extra=FAST)
+    (root / "fixer.py").write_text(RACER)  # the colleague edits the very line the patch touches
     repo, remote = root / "demo-app", root / "remote.git"
     systemd_sandbox.write_unit("demo-app.service", service_unit(root))
     systemd_sandbox.systemctl("start", "demo-app.service")
