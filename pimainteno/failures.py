@@ -13,6 +13,8 @@ the failed run is added and the heal queued, or not:
                      never becomes a patch loop; heals resume when the window has passed
            run       pimainteno itself was restarting the unit (run_id): that run rolls back
            none      no configured project has this unit
+           held      a heal of this unit was rolled back within `heal_window` and this failure
+                     looks the same (the fingerprint of its journal's last lines): no patch loop
 
 Repeated failures of one unit within `[systemd_monitor] coalesce` seconds are one row (`count`,
 `detected_at` of the first, `last_at` and the journal of the latest) as long as that row's heal has
@@ -25,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import signal
 import time
 from dataclasses import asdict, dataclass
@@ -80,20 +83,26 @@ def record_failure(app: App, event: FailureEvent, *, source: str) -> Recorded:
     cfg = app.config
     project = cfg.project_for_unit(event.unit)
     db = app.db
+    journal: str | None = None
+    peek = _coalesce_into(app, event)
+    if peek is not None and peek["heal"] == "held":  # held for one failure: a different one is news
+        journal = _journal(app, event)
+        if fingerprint(journal) != fingerprint(peek["journal"]):
+            peek = None
     with transaction(db):  # the duplicate check, the rate limit and the insert are one decision
         if event.invocation_id:
             row = records.known_failure(db, event.unit, event.invocation_id, event.result)
             if row:
                 return Recorded(row["id"], event.unit, project.name if project else None, event.result,
                                 event.exit_status, row["heal"] or "none", duplicate=True)  # fmt: skip
-        recent = _coalesce_into(app, event)
+        recent = _coalesce_into(app, event) if peek is not None else None
         if recent is not None:  # a crash loop is one row with a count, not a row per crash
             count = int(recent["count"] or 1) + 1
             records.update_failure(db, recent["id"], count=count, last_at=records.now(), result=event.result,
                                    exit_code=event.exit_code, exit_status=event.exit_status,
                                    invocation_id=event.invocation_id or None, active_state=event.active_state)  # fmt: skip
     if recent is not None:
-        records.update_failure(db, recent["id"], journal=_journal(app, event))
+        records.update_failure(db, recent["id"], journal=journal if journal is not None else _journal(app, event))
         detail = f"failure #{recent['id']} again ({count} times since {recent['detected_at']})"
         log.info("%s failed (%s): %s", event.unit, event.result, detail)
         return Recorded(recent["id"], event.unit, project.name if project else None, event.result, event.exit_status,
@@ -120,7 +129,11 @@ def record_failure(app: App, event: FailureEvent, *, source: str) -> Recorded:
             "exit_status": event.exit_status, "invocation_id": event.invocation_id or None, "source": source,
             "heal": heal, "run_id": run_id,
         })  # fmt: skip
-    records.update_failure(db, failure_id, journal=_journal(app, event))
+    journal = journal if journal is not None else _journal(app, event)
+    records.update_failure(db, failure_id, journal=journal)
+    if heal == "queued" and (held := _held_back(app, event.unit, journal)):
+        heal, detail = "held", held
+        records.update_failure(db, failure_id, heal=heal)
     if heal == "queued":
         assert project is not None
         reason = f"{event.unit} failed ({event.result}, {event.exit_code or 'exit'} status {event.exit_status})"
@@ -150,6 +163,32 @@ def _coalesce_into(app: App, event: FailureEvent) -> dict[str, Any] | None:
     if recent["heal"] == "run" and records.restarting_run(app.db, event.unit) != recent["run_id"]:
         return None
     return recent
+
+
+FINGERPRINT_LINES = 5
+
+
+def fingerprint(journal: str | None) -> str:
+    """What a failure looks like: its journal's last lines with every number (times, pids, ports) and hex id
+    blanked, so two crashes of the same bug match and a different one does not."""
+    lines = [ln for ln in (journal or "").splitlines() if ln.strip()][-FINGERPRINT_LINES:]
+    return "\n".join(_NUMBERS.sub("#", ln).strip() for ln in lines)
+
+
+_NUMBERS = re.compile(r"\b[0-9a-f]{8,}\b|\d+", re.IGNORECASE)  # long hex ids, then any digits
+
+
+def _held_back(app: App, unit: str, journal: str) -> str | None:
+    """Why a new heal of ``unit`` waits: a heal of it was rolled back within `heal_window` and this failure
+    looks the same (same fingerprint); None when it may go ahead."""
+    window = app.config.monitor.heal_window
+    for row in records.rolled_back_heals(app.db, unit, records.now(window)):
+        if fingerprint(row["journal"]) == fingerprint(journal):
+            return (
+                f"a heal of the same failure (#{row['failure_id']}) was rolled back by run #{row['run_id']} within "
+                f"{window:g}s (heal_window); not trying again until then unless it fails differently"
+            )
+    return None
 
 
 def prune(app: App) -> int:

@@ -74,6 +74,15 @@ def restarting_keys(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:
     return found
 
 
+def rolled_back_heals(db: sqlite_utils.Database, unit: str, since: str) -> list[dict[str, Any]]:
+    """Heals of ``unit`` whose run ended `rolled_back` since ``since``: the run, its failure and that journal."""
+    return list(db.query(
+        "SELECT r.id AS run_id, f.id AS failure_id, f.journal FROM runs r JOIN failures f ON f.id = r.failure_id "
+        "WHERE f.unit = ? AND r.status = 'rolled_back' AND r.finished_at >= ? ORDER BY r.id DESC",
+        [unit, since],
+    ))  # fmt: skip
+
+
 def count_heals_since(db: sqlite_utils.Database, unit: str, since: str) -> int:
     return int(db.table("failures").count_where("unit = ? AND heal = 'queued' AND detected_at >= ?", [unit, since]))
 

@@ -312,3 +312,36 @@ def test_a_crash_loop_is_a_bounded_number_of_rows(systemd_sandbox: SystemdSandbo
     systemd_sandbox.systemctl("stop", "pm-loop.service", "pm-watch-loop.service")
     rows = query(root, "SELECT count, last_at > detected_at FROM failures WHERE unit = 'pm-loop.service'")
     assert len(rows) == 1 and rows[0][0] > 10 and rows[0][1] == 1, rows  # seen often, kept once
+
+
+def test_after_a_rolled_back_heal_the_same_failure_is_held_and_a_different_one_healed(
+    systemd_sandbox: SystemdSandbox, root: Path
+) -> None:
+    config = make_project(root, fixer="crash", extra=FAST)
+    repo = root / "demo-app"
+    systemd_sandbox.write_unit("demo-app.service", service_unit(root))
+    break_service(root)
+
+    def fail_and_record() -> dict[str, object]:
+        systemd_sandbox.systemctl("restart", "demo-app.service", check=False)
+        wait_for("the failure", lambda: active(systemd_sandbox) == "failed")
+        result = pm(systemd_sandbox, config, "heal", "demo-app", "--json")
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(result.stdout))
+
+    assert fail_and_record()["heal"] == "queued"
+    assert pm(systemd_sandbox, config, "drain").returncode == 0
+    assert query(root, "SELECT status FROM runs") == [("rolled_back",)]  # the patch crashed it: reverted
+
+    held = fail_and_record()  # the same failure: no second patch and revert for it
+    assert held["heal"] == "held" and "was rolled back by run #1" in str(held["detail"]), (
+        held,
+        query(root, "SELECT id, failure_id, status, finished_at FROM runs"),
+        query(root, "SELECT id, journal FROM failures"),
+    )
+    assert not list((root / "state" / "queue").glob("*.json"))
+
+    serve = (repo / "serve.py").read_text().replace("settings file is missing", "the port is taken")
+    (repo / "serve.py").write_text(serve)
+    git(repo, "commit", "-qam", "Another way to fail")
+    assert fail_and_record()["heal"] == "queued"  # it fails differently: healed again
