@@ -200,7 +200,7 @@ def start_drain(sandbox: SystemdSandbox, config: Path, unit: str) -> None:
                  PY, "-m", "pimainteno", "--config", str(config), "drain"])  # fmt: skip
 
 
-@pytest.mark.parametrize("where", ["settle", "push"])
+@pytest.mark.parametrize("where", ["settle", "push", "settle-sigterm"])
 def test_a_drain_killed_mid_heal_is_finished_by_the_next_one(
     systemd_sandbox: SystemdSandbox, root: Path, where: str
 ) -> None:
@@ -215,11 +215,12 @@ def test_a_drain_killed_mid_heal_is_finished_by_the_next_one(
     before = git(repo, "rev-parse", "HEAD").strip()
     queue.enqueue(root / "state" / "queue", "app", source="timer")
     start_drain(systemd_sandbox, config, f"pm-drain-{where}")
-    if where == "settle":
+    if where.startswith("settle"):
         wait_for("the restart", lambda: query(root, "SELECT 1 FROM restarts WHERE outcome IS NULL"), timeout=60)
     else:
         wait_for("the push", lambda: (root / "pushing").exists(), timeout=60)
-    systemd_sandbox.systemctl("kill", "--kill-whom=main", "-s", "KILL", f"pm-drain-{where}.service")
+    sig = "TERM" if where.endswith("sigterm") else "KILL"
+    systemd_sandbox.systemctl("kill", "--kill-whom=main", "-s", sig, f"pm-drain-{where}.service")
     wait_for("the drain to die", lambda: active(systemd_sandbox, f"pm-drain-{where}.service") != "active")
     (remote / "hooks" / "pre-receive").unlink(missing_ok=True)
 
