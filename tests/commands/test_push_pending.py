@@ -53,6 +53,7 @@ def test_a_diverged_project_still_commits_locally_and_clears_once_reconciled(tmp
     d = database(tmp_path)
     assert "moved on" in d.execute("SELECT value FROM status WHERE key = 'diverged.app'").fetchone()[0]
     assert "diverged   app:" in run_cli("status").stdout
+    assert "diverged" in run_cli("doctor", "app").stdout
 
     run_git(repo, "pull", "-q", "--no-rebase", "--no-edit", "origin", "main")  # the owner reconciles
     third = run_cli("run", "app", "--reason", "once more")
