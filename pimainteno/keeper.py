@@ -39,6 +39,7 @@ class Keeper:
         self.app, self.record = app, record
         self.pending: deque[FailureEvent] = deque(maxlen=BUFFER)
         self.delay, self.retry_at, self.troubled = 0.0, 0.0, False
+        app.db  # noqa: B018 - opened (created) first: the file whose identity is watched
         self.identity = self._identity()
 
     def _identity(self) -> tuple[int, int] | None:

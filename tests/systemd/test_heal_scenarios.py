@@ -296,7 +296,7 @@ def test_watch_survives_a_locked_and_a_deleted_database(systemd_sandbox: Systemd
 
 
 def test_a_crash_loop_is_a_bounded_number_of_rows(systemd_sandbox: SystemdSandbox, root: Path) -> None:
-    """A unit restarted by systemd every 100 ms for 15 s (a scaled 60 s loop): one row with a count."""
+    """A unit restarted by systemd every 100 ms for 8 s (a scaled 60 s loop): one row with a count."""
     config = make_project(root, extra='[systemd_monitor]\nunits = ["pm-loop.service"]\ncoalesce = 60\n')
     systemd_sandbox.write_unit(
         "pm-loop.service",
@@ -309,7 +309,7 @@ def test_a_crash_loop_is_a_bounded_number_of_rows(systemd_sandbox: SystemdSandbo
         "the watch", lambda: query(root, "SELECT 1 FROM status WHERE key = 'systemd.status' AND value = 'listening'")
     )
     systemd_sandbox.systemctl("start", "pm-loop.service", check=False)
-    time.sleep(15)
+    time.sleep(8)
     systemd_sandbox.systemctl("stop", "pm-loop.service", "pm-watch-loop.service")
     rows = query(root, "SELECT count, last_at > detected_at FROM failures WHERE unit = 'pm-loop.service'")
     assert len(rows) == 1 and rows[0][0] > 10 and rows[0][1] == 1, rows  # seen often, kept once
