@@ -158,11 +158,13 @@ def _coalesce_into(app: App, event: FailureEvent) -> dict[str, Any] | None:
     recent = records.recent_failure(app.db, event.unit, records.now(window))
     if recent is None:
         return None
-    if recent["heal"] == "queued" and recent["run_id"] is not None and not records.run_alive(app.db, recent["run_id"]):
-        return None  # its heal is over: a failure after it is a new one, which may need another heal
-    if recent["heal"] == "run" and records.restarting_run(app.db, event.unit) != recent["run_id"]:
-        return None
-    return recent
+    heal, run_id = recent["heal"], recent["run_id"]
+    if heal == "queued":  # its heal has not started, or is running: this failure is that heal's too
+        return recent if run_id is None or records.run_alive(app.db, run_id) else None
+    if heal == "run":  # the run restarting the unit handles it, while it still does
+        return recent if records.restarting_run(app.db, event.unit) == run_id else None
+    # No heal will come for it; any other mark (a heal that ended, an error) makes this one new.
+    return recent if heal in ("gave_up", "none", "held") else None
 
 
 FINGERPRINT_LINES = 5
