@@ -29,6 +29,7 @@ NAMES = (
     "queue",
     "sandbox",
     "drain",
+    "crash_loop",
     "codex_overhead",
     "fleet",
     "heal",

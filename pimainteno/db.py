@@ -29,6 +29,7 @@ __all__ = [
     "migrations",
     "now",
     "open_db",
+    "reopen",
     "set_status",
     "sync_projects",
     "transaction",
@@ -193,6 +194,13 @@ def _m006(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE proposals ADD COLUMN commit_subject TEXT")
 
 
+@migrations(name="007_failures_coalesce")
+def _m007(db: sqlite_utils.Database) -> None:
+    # Repeated failures of one unit within `coalesce` seconds are one row: how many, and the last one's time.
+    db.execute("ALTER TABLE failures ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
+    db.execute("ALTER TABLE failures ADD COLUMN last_at TEXT")
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -226,6 +234,12 @@ def open_db(path: str | os.PathLike[str]) -> sqlite_utils.Database:
         ) from None
     except OSError as e:
         raise ToolError(f"database {path}: {e.strerror or e}; check the directory's permissions") from None
+
+
+def reopen(path: str | os.PathLike[str]) -> sqlite_utils.Database:
+    """Open ``path`` anew, migrating it even if this process already migrated a file there (it was replaced)."""
+    _migrated.discard(str(Path(path).resolve()))
+    return open_db(path)
 
 
 def _create(path: Path) -> None:

@@ -245,6 +245,24 @@ def replicate_checks(cfg: Any, db_path: Path) -> Iterator[Check]:
         yield Check("replication", status, detail, fix)
 
 
+def diverged_checks(db_path: Path, projects: list[Any]) -> Iterator[Check]:
+    """A project whose remote moved on in a way pimainteno could not replay on (pipeline/pending.py)."""
+    if not db_path.exists():
+        return
+    from pimainteno import db, records
+
+    try:
+        database = db.open_db(db_path)
+    except Exception:  # noqa: BLE001 - host_checks already reported the database
+        return
+    for p in projects:
+        why = records.status_value(database, f"diverged.{p.name}")
+        if why:
+            yield Check("diverged", WARN, why, "merge or rebase the remote's branch in the checkout (git pull); "
+                        "the next run then pushes", p.name)  # fmt: skip
+    database.conn.close()
+
+
 def run_checks(config_path: str | None, db_override: str | None, project: str | None = None) -> list[Check]:
     """Every check, in order; a configuration that does not load is the only check then."""
     from pimainteno import config
@@ -265,6 +283,7 @@ def run_checks(config_path: str | None, db_override: str | None, project: str | 
 
     for p in projects:
         checks += project_checks(cfg, p)
+    checks += diverged_checks(Path(db_override).expanduser() if db_override else cfg.database, projects)
     checks += provider_checks(cfg)
     checks += system_checks(cfg)
     if cfg.replicate is not None:

@@ -3,7 +3,9 @@
 Everything pimainteno starts (git, codex, fixers, test commands) goes through `run()`. After the
 deadline the whole group is ended *and* we stop reading: a grandchild that left the group
 (`setsid sleep 40 &`, a hook that daemonizes) and still holds the output pipe is found through
-/proc and killed, so wall time never exceeds the timeout by more than about two seconds.
+/proc and killed, so wall time never exceeds the timeout by more than about two seconds. The child
+is also killed by the kernel when pimainteno itself dies (PR_SET_PDEATHSIG), and on SIGTERM
+(raised as KeyboardInterrupt) its group is ended before the exception goes on.
 
 The user's test and fixer commands are the only shell strings: they come from the configuration
 file, which is trusted like a Makefile. Nothing from a model or a patch reaches a shell.
@@ -16,6 +18,7 @@ import os
 import selectors
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -64,7 +67,7 @@ def run(
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, start_new_session=True,
+            argv, cwd=cwd, env=env, start_new_session=True, preexec_fn=_dies_with(os.getpid()),
             stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
         )  # fmt: skip
@@ -78,6 +81,37 @@ def run(
         raise
     code = None if timed_out else proc.returncode
     return Finished(argv, code, out, err, time.monotonic() - start, timed_out)
+
+
+def _dies_with(parent: int) -> Callable[[], None] | None:
+    """A preexec_fn that has the kernel SIGKILL the child when pimainteno dies, even by SIGKILL (a drain
+    killed mid-push must not leave a `git push` finishing behind the next run's back). Linux only."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+
+    def child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return child
+
+
+PR_SET_PDEATHSIG = 1
+_PRCTL: list[Any] = []
+
+
+def _prctl() -> Any:
+    """libc's prctl, looked up once in the parent (a forked child must not load libraries)."""
+    if not _PRCTL:
+        try:
+            import ctypes
+
+            _PRCTL.append(ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None)
+        except (OSError, AttributeError):
+            _PRCTL.append(None)
+    return _PRCTL[0]
 
 
 def _collect(

@@ -66,6 +66,8 @@ EXPECTED = {
     },
     "failures": {
         "id",
+        "count",
+        "last_at",
         "project",
         "unit",
         "detected_at",
@@ -137,6 +139,7 @@ MIGRATIONS = [
     "004_llm_calls_codex_version",
     "005_proof_projects_proof",
     "006_proposals_commit_subject",
+    "007_failures_coalesce",
 ]
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -95,3 +98,27 @@ def test_a_program_that_does_not_exist_is_an_error_not_an_exception(tmp_path: Pa
 def test_environment_is_the_one_given(tmp_path: Path):
     done = procs.run(["/bin/sh", "-c", 'echo "$ONLY-$HOME"'], timeout=5, env={"ONLY": "yes"})
     assert done.stdout == b"yes-\n"
+
+
+def test_a_child_dies_with_pimainteno_even_when_it_is_killed(tmp_path: Path):
+    """A drain SIGKILLed mid-push must not leave its `git push` (or tests, or a fixer) running on."""
+    pidfile = tmp_path / "child.pid"
+    code = f"from pimainteno import procs; procs.run(['sh', '-c', 'echo $$ > {pidfile}; exec sleep 30'], timeout=60)"
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 20
+    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child = int(pidfile.read_text())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait(timeout=10)
+
+    def running() -> bool:
+        try:
+            return Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 5
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not running(), "the child outlived its parent"

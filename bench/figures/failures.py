@@ -152,7 +152,8 @@ def measure() -> list[Row]:
     with workspace("failures") as ws, SystemdSandbox() as sandbox:
         ws.state.mkdir()
         ws.write_config(
-            f'[systemd_monitor]\nunits = ["{UNIT}"]\nheal_limit = 1000\n\n'
+            # coalesce = 0: one row per failure, each one timed
+            f'[systemd_monitor]\nunits = ["{UNIT}"]\nheal_limit = 1000\ncoalesce = 0\n\n'
             f'[[project]]\nname = "bench"\npath = "{ws.root}"\nunit = "{UNIT}"\n'
         )
         sandbox.write_unit(UNIT, UNIT_TEXT)

@@ -4,6 +4,13 @@ The one executor of the queue: the hook, the dashboard, timers and `watch` only 
 (pimainteno/queue.py); this runs them with `pipeline.dispatch`, one at a time, recording each in the
 `triggers` table. Two drains at once never run one trigger twice (a trigger is claimed by an
 atomic rename), and the trigger of a drain that was killed is run again by the next drain.
+
+A trigger whose project is locked (another run holds it: a timer, a second drain, `run`) is not
+consumed: it stays claimed and is tried again with a backoff (1 s, doubling to 30 s) once the
+rest of the queue is done, and a drain without --follow waits for it; its failure keeps
+`heal = queued` meanwhile. No heal, "Run now" or approval is dropped because someone else was busy.
+`--follow` waits out a full disk or a locked database (the trigger being run stays claimed and runs
+again) instead of exiting.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pimainteno import pipeline, queue, records
 from pimainteno.app import App
 from pimainteno.errors import ConfigError, PimaintenoError
 from pimainteno.git import GUARD_ENV as GUARD
+from pimainteno.keeper import TRANSIENT
 from pimainteno.pipeline import Outcome
 from pimainteno.queue import MalformedTrigger, Trigger
 
@@ -28,6 +36,7 @@ __all__ = ["GUARD", "Outcome", "dispatch", "drain", "print_record"]
 log = logging.getLogger("pimainteno")
 
 HEARTBEAT = 60.0  # seconds between `drain.status` updates of an idle follower
+RETRY_FIRST, RETRY_MAX = 1.0, 30.0  # seconds before a trigger whose project was locked is tried again
 UNKNOWN = "unknown-project"  # triggers.status of a trigger for a project this configuration lacks
 
 
@@ -68,25 +77,48 @@ def drain(
         return rows
     app.db  # noqa: B018 - open and migrate before claiming anything
     claim = queue.Claim(queue_dir)
-    beat = 0.0
+    beat, waited = 0.0, 0.0
+    deferred: dict[Path, tuple[Trigger | MalformedTrigger, float, float]] = {}  # path: (trigger, due, delay)
+
+    def consume(path: Path, item: Trigger | MalformedTrigger, delay: float) -> int:
+        record = _consume(app, claim, path, item, action)
+        if record is None:  # its project is locked: try again later, it stays claimed (and queued)
+            deferred[path] = (item, time.monotonic() + delay, min(delay * 2, RETRY_MAX))
+            return 0
+        deferred.pop(path, None)
+        if not follow:  # a follower runs for weeks: it reports through on_record only
+            rows.append(record)
+        if on_record:
+            on_record(record)
+        return 1
+
     try:
         with _guarded():
             while True:
                 done = 0
-                for path, item in queue.claimed(claim):
-                    record = _consume(app, claim, path, item, action)
-                    done += 1
-                    if not follow:  # a follower runs for weeks: it reports through on_record only
-                        rows.append(record)
-                    if on_record:
-                        on_record(record)
+                try:
+                    for path, item in queue.claimed(claim):
+                        done += consume(path, item, RETRY_FIRST)
+                    for path, (item, due, delay) in list(deferred.items()):
+                        if due <= time.monotonic():
+                            done += consume(path, item, delay)
+                except TRANSIENT as e:  # a full disk or a locked database: a follower waits it out
+                    if not follow:
+                        raise
+                    waited = min(max(waited * 2, 1.0), RETRY_MAX)
+                    log.warning("the database or the queue cannot be written (%s); retrying in %gs", e, waited)
+                    time.sleep(waited)
+                    continue
+                waited = 0.0
                 if done or time.monotonic() - beat > HEARTBEAT:
                     what = f"following the queue (pid {os.getpid()})" if follow else "drained the queue"
-                    _heartbeat(app, f"{what}; {done} trigger(s) consumed in the last pass")
+                    waiting = f", {len(deferred)} waiting for a locked project" if deferred else ""
+                    _heartbeat(app, f"{what}; {done} trigger(s) consumed in the last pass{waiting}")
                     beat = time.monotonic()
-                if not follow:
+                if not follow and not deferred:
                     break
-                time.sleep(poll)
+                next_due = min((due for _, due, _ in deferred.values()), default=time.monotonic() + poll)
+                time.sleep(max(0.05, min(poll, next_due - time.monotonic())))
     finally:
         claim.close()
     if not rows and not follow:
@@ -100,7 +132,8 @@ def _heartbeat(app: App, text: str) -> None:
 
 def _consume(
     app: App, claim: queue.Claim, path: Path, item: Trigger | MalformedTrigger, action: Action
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
+    """Run and record one trigger; None (nothing recorded, the file kept) when its project is locked."""
     consumed_at = records.now()
     aside = "malformed"
     if isinstance(item, Trigger):
@@ -117,6 +150,9 @@ def _consume(
         log.info("%s: %s from %s (%s)", item.project, item.kind, item.source, path.name)
         try:
             outcome = action(app, item)
+            if outcome.status == "already-running":
+                log.info("%s: locked by another run; %s stays queued", item.project, path.name)
+                return None
             status = "failed" if outcome.status == "failed" else "done"
             detail = outcome.status + (f": {outcome.error}" if outcome.error else "")
             run_id = outcome.run_id

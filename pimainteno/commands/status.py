@@ -98,6 +98,9 @@ def print_status(r: dict[str, Any]) -> None:
     click.echo(f"queue      {len(r['queue']['pending'])} pending in {r['queue']['dir']}")
     if rep := r.get("replication"):
         click.echo(f"replicate  {rep['status']}: {rep['detail']}" + (f" — {rep['fix']}" if rep["fix"] else ""))
+    for key, b in beats.items():  # pipeline/pending.py: pushes held until the owner reconciles
+        if key.startswith("diverged."):
+            click.echo(f"diverged   {key.removeprefix('diverged.')}: {b['value']} (since {b['updated_at']})")
     click.echo("runs:" if r["runs"] else "runs       none yet")
     for run in r["runs"]:
         took = f" {run['duration_s']:.1f}s" if run["duration_s"] is not None else ""

@@ -10,6 +10,11 @@ row are a failure of the unit (result `probe`), recorded and healed the same way
 The `status` table carries the heartbeat the dashboard and `pimainteno status` show:
 `systemd.status` (connecting, listening once the matches are in place, stopped or error),
 `systemd.last_checked` (every few seconds while listening), `systemd.units` (what is watched) and `systemd.error` (why it stopped, if it failed).
+
+The database may be locked, full or replaced while the watch runs: failures wait in a bounded
+buffer and are recorded when it takes them again (pimainteno/keeper.py); the watch stops only for
+a configuration error or when systemd cannot be reached at all. Every `PRUNE_EVERY` seconds it
+drops failure rows older than `retention_days`.
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ from collections.abc import Callable
 from pimainteno import records
 from pimainteno.app import App
 from pimainteno.errors import InputError, PimaintenoError
-from pimainteno.failures import Recorded, monitored_units, record_failure, record_probe_failure
+from pimainteno.failures import Recorded, monitored_units, prune, record_failure, record_probe_failure
+from pimainteno.keeper import TRANSIENT, Keeper
 from pimainteno.probing import ProbeThread, probed_projects
 from pimainteno.systemd import FailureEvent
 
 log = logging.getLogger("pimainteno")
 
 HEARTBEAT_EVERY = 5.0
+PRUNE_EVERY = 3600.0
 
 
 def watch(
@@ -47,25 +54,30 @@ def watch(
             "nothing to watch: list units in [systemd_monitor] units, or set enabled = true to watch "
             "each project's unit"
         )
-    db = app.db
     recorded: list[Recorded] = []
     last_beat = [-heartbeat_every]  # "listening" is written at the first call, once the matches are in place
+    keeper = Keeper(app, lambda event: record_failure(app, event, source="sweep" if event.swept else "watch"))
+    pruned = [time.monotonic() - PRUNE_EVERY]
 
     def beat(state: str = "listening", *, due: bool = True) -> None:
+        got(keeper.flush())
         if due or time.monotonic() - last_beat[0] >= heartbeat_every:
-            records.set_status(db, "systemd.status", state)
-            records.set_status(db, "systemd.last_checked", records.now())
+            try:
+                keeper.check_file()
+                records.set_status(app.db, "systemd.status", state)
+                records.set_status(app.db, "systemd.last_checked", records.now())
+                if time.monotonic() - pruned[0] >= PRUNE_EVERY:
+                    prune(app)
+                    pruned[0] = time.monotonic()
+            except (*TRANSIENT, PimaintenoError) as e:  # the heartbeat waits for the database, the watch goes on
+                log.debug("heartbeat not written: %s", e)
             last_beat[0] = time.monotonic()
 
-    def on_failure(event: FailureEvent) -> None:
-        try:
-            rec = record_failure(app, event, source="sweep" if event.swept else "watch")
-        except PimaintenoError as e:  # keep watching: the next failure may be recorded fine
-            log.error("%s failed, but recording it failed: %s", event.unit, e)
-            return
-        recorded.append(rec)
-        if on_record:
-            on_record(rec)
+    def got(done: list[Recorded]) -> None:
+        for rec in done:
+            recorded.append(rec)
+            if on_record:
+                on_record(rec)
 
     probes = ProbeThread(probed_projects(app.config))
 
@@ -73,18 +85,20 @@ def watch(
         for project, result in probes.take():
             try:
                 rec = record_probe_failure(app, project, result)
-            except PimaintenoError as e:
+            except (*TRANSIENT, PimaintenoError) as e:  # the next failing streak is recorded again
                 log.error("%s: its health probe failed, but recording it failed: %s", project.name, e)
                 continue
             if rec is not None and not rec.duplicate:
-                recorded.append(rec)
-                if on_record:
-                    on_record(rec)
+                got([rec])
 
     def heartbeat() -> None:
         probe_failures()
         beat(due=False)
 
+    def on_failure(event: FailureEvent) -> None:
+        got(keeper.add(event))
+
+    db = app.db
     records.set_status(db, "systemd.units", json.dumps(units))
     records.delete_status(db, "systemd.error")
     log.info("watching %s", ", ".join(units))
@@ -102,7 +116,7 @@ def watch(
         )
     except PimaintenoError as e:
         beat("error")
-        records.set_status(db, "systemd.error", str(e))
+        records.set_status(app.db, "systemd.error", str(e))
         raise
     except BaseException:  # Ctrl-C, SIGTERM (systemctl stop)
         beat("stopped")

@@ -8,6 +8,9 @@ One request type (`Request`) for `run`, `drain` and `heal`; every function retur
     validate    validate (policy + the project's tests), commit_validated (the commit of exactly that patch)
     land        apply_patch / commit_applied (by hand), bring_in (fast-forward), push
     restart     restart (recorded), restart_after_push (and the rollback), revert
+    pending     push_pending (ask the remote first; replay on a remote that moved on, or `diverged`)
+    needed      already_healthy (a heal that is no longer needed ends `nothing`)
+    leftover    finish_owed (the restart and rollback a killed run left unfinished)
     chain       run, run_many
     actions     dispatch (what a queued trigger asks for), reject_proposal
 """

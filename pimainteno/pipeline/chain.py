@@ -55,8 +55,12 @@ def run(app: App, request: Request, project: Project | None = None) -> RunOutcom
             outcome = ended("interrupted", "interrupted", errors.INTERRUPTED)
             raise
         finally:
-            if outcome.error:  # the project's name once: most errors start with it already
-                log.error("%s: %s", project.name, outcome.error.removeprefix(f"{project.name}: "))
+            if (
+                outcome.error
+            ):  # the project's name once; "nothing" with a reason (already healthy) is news, not an error
+                (log.info if outcome.status == "nothing" else log.error)(
+                    "%s: %s", project.name, outcome.error.removeprefix(f"{project.name}: ")
+                )
             records.finish_run(app.db, run_id, outcome.status, duration_s=round(time.monotonic() - start, 3),
                                error=outcome.error, proposal_id=outcome.proposal_id,
                                commit_sha=outcome.commit_sha)  # fmt: skip
@@ -67,7 +71,10 @@ def run(app: App, request: Request, project: Project | None = None) -> RunOutcom
 
 
 def _chain(app: App, project: Project, rec: Recorder, request: Request) -> RunOutcome:
-    from pimainteno.pipeline.land import bring_in, push
+    from pimainteno.pipeline.land import bring_in
+    from pimainteno.pipeline.leftover import finish_owed, owe_restart, paid
+    from pimainteno.pipeline.needed import already_healthy
+    from pimainteno.pipeline.pending import diverged, push_or_hold, push_pending
     from pimainteno.pipeline.propose import propose, summarize
     from pimainteno.pipeline.restart import restart_after_push
     from pimainteno.pipeline.validate import TestsFailed, commit_validated, validate
@@ -79,9 +86,19 @@ def _chain(app: App, project: Project, rec: Recorder, request: Request) -> RunOu
     stop = MODES.index(mode)
     if project.branch and git.current_branch(project.path) != project.branch:
         raise InputError(f"{project.name} is not on its configured branch {project.branch!r}; not touching it")
-    if stop >= MODES.index("push") and records.unpushed(app.db, project.name):
-        with rec.step("push-pending"):  # a push that failed last time
-            push(app, project, run_id=rec.run_id)
+    if stop >= MODES.index("push") and (records.unpushed(app.db, project.name) or diverged(app, project)):
+        with rec.step("push-pending") as entry:  # a push that failed, or landed unseen, last time
+            entry["outcome"], entry["detail"] = push_pending(app, project, run_id=rec.run_id)
+    if stop >= MODES.index("push"):
+        finished = finish_owed(app, project, rec, out)  # a dead run's restart, and its rollback
+        if finished is not None:
+            return finished
+    if request.failure_id is not None:
+        with rec.step("still-needed") as entry:
+            healthy = already_healthy(app, project)
+            entry["detail"] = healthy or "yes"
+        if healthy:
+            return out.but(error=f"already healthy: {healthy}")
     feedback = None
     failed: TestsFailed | None = None
     proposal: records.Proposal | None
@@ -133,6 +150,12 @@ def _chain(app: App, project: Project, rec: Recorder, request: Request) -> RunOu
 
             apply_patch(app, None, proposal_id=proposal.id, actor="pimainteno")
         return out.but(status="ok")
+    if request.failure_id is not None and stop >= MODES.index("push"):
+        with rec.step("still-needed") as entry:  # again before a commit and restart: healed meanwhile?
+            healthy = already_healthy(app, project)
+            entry["detail"] = healthy or "yes"
+        if healthy:
+            return out.but(error=f"already healthy: {healthy}")
     with rec.step("commit") as entry:
         sha = commit_validated(app, project, proposal, validated, rec.run_id)
         entry["detail"] = sha
@@ -141,9 +164,13 @@ def _chain(app: App, project: Project, rec: Recorder, request: Request) -> RunOu
         entry["detail"] = sha
     out = out.but(commit_sha=sha, status="ok")
     if stop >= MODES.index("push"):
-        with rec.step("push"):
-            push(app, project, run_id=rec.run_id)
+        owe_restart(app, project, sha, rec.run_id)  # a run killed from here on: the next one finishes it
+        with rec.step("push") as entry:  # refused or diverged: recorded, and the unit still runs the fix
+            entry["outcome"], entry["detail"] = pushed, why = push_or_hold(app, project, run_id=rec.run_id)
         out = restart_after_push(app, project, rec, out)
+        paid(app, project)
+        if pushed == "failed" and out.status == "ok" and not out.error:  # healed locally; the push still owed
+            out = out.but(error=why, exit_code=errors.TOOL_FAILED)
     return out
 
 

@@ -2,7 +2,13 @@
 
 Rolling back is a `git revert` of pimainteno's commit, made like its other commits (its identity,
 no hooks) in a temporary worktree and fast-forwarded into the project, then pushed the same way
-(never forced); the unit is restarted again. The run ends `rolled_back`.
+(never forced); the unit is restarted again — whether or not the revert could be pushed (a push
+that failed stays recorded on the commit and is retried by the next run's `push-pending`): git
+never keeps a service down. The run ends `rolled_back`.
+
+A restart that systemd refuses by its start limit (even after pimainteno reset it) is recorded as
+`start-limited` with systemd's reason: the unit never ran the change, so it is not a reason to
+revert it.
 
 With a `health` probe the unit must also pass it `health_passes` times in a row within `settle`
 (pimainteno.health): a service that starts but answers 500, or never opens its port, is unhealthy
@@ -34,7 +40,6 @@ if TYPE_CHECKING:
     from pimainteno.pipeline.request import RunOutcome
 
 log = logging.getLogger("pimainteno")
-
 PROBE_EVERY = 0.5  # seconds between probes while a restarted unit settles
 
 
@@ -48,6 +53,12 @@ class Restarted:
     result: str
     detail: str
     duration_s: float
+    start_limited: bool = False  # systemd refused to start it (its start limit): says nothing about a change
+
+    @property
+    def outcome(self) -> str:
+        """The `restarts` row's outcome: healthy, unhealthy or start-limited."""
+        return "healthy" if self.healthy else "start-limited" if self.start_limited else "unhealthy"
 
 
 def restart(app: App, unit: str, project: Project | None = None, *, run_id: int | None = None,
@@ -72,12 +83,12 @@ def restart(app: App, unit: str, project: Project | None = None, *, run_id: int 
         checked = probe_after_restart(app, unit, project, mon.settle if settle is None else settle)
         healthy, duration = checked.ok, duration + checked.seconds
         detail = records.scrub(f"{detail}; {checked.detail}")  # a probe URL may carry a token
-    outcome = "healthy" if healthy else "unhealthy"
+    outcome = "healthy" if healthy else "start-limited" if result.start_limited else "unhealthy"
     records.finish_restart(app.db, row_id, outcome, active_state=result.active_state, result=result.result,
                            detail=detail)  # fmt: skip
     (log.info if healthy else log.warning)("%s: %s", unit, detail)
     return Restarted(row_id, unit, project.name if project else None, healthy, result.active_state, result.result,
-                     detail, round(duration, 3))  # fmt: skip
+                     detail, round(duration, 3), result.start_limited)  # fmt: skip
 
 
 def probe_after_restart(app: App, unit: str, project: Project, settle: float) -> Probe:
@@ -138,9 +149,6 @@ def _restart(app: App, project: Project, run_id: int) -> Restarted:
 
 def restart_after_push(app: App, project: Project, rec: Recorder, out: RunOutcome) -> RunOutcome:
     """Restart the unit; when it is unhealthy, revert and push the commit, restart again: `rolled_back`."""
-    from pimainteno import errors
-    from pimainteno.pipeline.land import push
-
     assert out.commit_sha is not None
     with rec.step("restart") as entry:
         why = why_not_restart(app, project)
@@ -153,19 +161,42 @@ def restart_after_push(app: App, project: Project, rec: Recorder, out: RunOutcom
         entry["detail"] = first.detail
         if first.healthy:
             return out
-        entry["outcome"] = "unhealthy"
+        entry["outcome"] = first.outcome
+        if first.start_limited:  # systemd never ran the change: no verdict on it, nothing to revert
+            log.warning("%s: %s; not reverting %s for it", project.name, first.detail, out.commit_sha[:12])
+            return out.but(error=f"{first.detail}; the change was kept (it never ran)")
+    return roll_back(app, project, rec, out, out.commit_sha, first.detail)
+
+
+def roll_back(app: App, project: Project, rec: Recorder, out: RunOutcome, sha: str, why: str) -> RunOutcome:
+    """Revert ``sha``, push the revert if the remote takes it, and restart the unit on the reverted checkout
+    whatever the push did: `rolled_back`."""
+    from pimainteno import errors
+    from pimainteno.pipeline.land import push
+    from pimainteno.pipeline.pending import diverged
+
     with rec.step("rollback") as entry:
-        revert_sha = revert(app, project, out.commit_sha, rec.run_id, f"{project.unit} was unhealthy: {first.detail}")
-        entry["detail"] = f"reverted {out.commit_sha[:12]} with {revert_sha[:12]}"
-    with rec.step("push-revert"):
-        push(app, project, run_id=rec.run_id)
-    with rec.step("restart-after-rollback") as entry:
+        revert_sha = revert(app, project, sha, rec.run_id, f"{project.unit} was unhealthy: {why}")
+        entry["detail"] = f"reverted {sha[:12]} with {revert_sha[:12]}"
+    push_error = None
+    with rec.step("push-revert") as entry:
+        if diverged(app, project):
+            entry["outcome"], entry["detail"] = "skipped", "the project is diverged from its remote; not pushing"
+        else:
+            try:
+                push(app, project, run_id=rec.run_id)
+            except PimaintenoError as e:  # recorded on the commit; the next run's push-pending retries it
+                push_error = str(e)
+                entry["outcome"], entry["detail"] = "failed", push_error
+    with rec.step("restart-after-rollback") as entry:  # the reverted checkout runs, pushed or not
         second = _restart(app, project, rec.run_id)
         entry["detail"] = second.detail
         if not second.healthy:
-            entry["outcome"] = "unhealthy"
-    error = f"{project.unit} was unhealthy after the restart ({first.detail}); reverted {out.commit_sha[:12]}" + (
-        "" if second.healthy else f", and it is still unhealthy ({second.detail})"
+            entry["outcome"] = second.outcome
+    error = (
+        f"{project.unit} was unhealthy after the restart ({why}); reverted {sha[:12]}"
+        + ("" if second.healthy else f", and it is still unhealthy ({second.detail})")
+        + (f"; the revert is not pushed yet ({push_error})" if push_error else "")
     )
     return out.but(status="rolled_back", error=error, exit_code=errors.VALIDATION_FAILED)
 

@@ -30,6 +30,7 @@ from pimainteno.records.commits import (
     mark_pushed,
     mark_reverted,
     note_push_error,
+    replace_sha,
     unpushed,
 )
 from pimainteno.records.failures import (
@@ -42,7 +43,15 @@ from pimainteno.records.failures import (
     failure_row,
     finish_restart,
     known_failure,
+    last_healthy_restart,
+    latest_failure_at,
+    prune_failures,
+    recent_failure,
+    restarting_keys,
     restarting_run,
+    rolled_back_heals,
+    run_alive,
+    unfinished_restarts,
     update_failure,
     withdraw_restart,
 )
@@ -87,6 +96,8 @@ __all__ = [
     "withdraw_restart",
     "add_notification", "commit_subject_of", "last_summary", "notifications_held_since_last_sent",
     "notifications_sent_since", "proposal_row", "set_commit_subject",
+    "last_healthy_restart", "latest_failure_at", "prune_failures", "recent_failure", "restarting_keys", "run_alive",
+    "unfinished_restarts", "replace_sha", "rolled_back_heals",
     "REDACTED", "TRANSITIONS", "WAITING", "IllegalTransition", "Proposal", "ProposalStatus", "add_commit",
     "add_failure", "add_llm_call", "add_proposal", "decided", "failed_before", "add_restart", "add_summary", "add_trigger", "cached_summary",
     "commit_row", "count_heals_since", "delete_status", "end_heal", "failure_row", "finish_restart", "finish_run",

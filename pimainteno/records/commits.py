@@ -53,3 +53,9 @@ def note_push_error(db: sqlite_utils.Database, project: str, error: str) -> None
 
     for row in unpushed(db, project):
         db.table("commits").update(row["id"], {"push_error": scrub(error)})
+
+
+def replace_sha(db: sqlite_utils.Database, project: str, old: str, new: str) -> None:
+    """A commit replayed elsewhere (on a remote that moved on): its rows and the reverts naming it follow."""
+    db.execute("UPDATE commits SET sha = ? WHERE project = ? AND sha = ?", [new, project, old])
+    db.execute("UPDATE commits SET reverted_by = ? WHERE project = ? AND reverted_by = ?", [new, project, old])

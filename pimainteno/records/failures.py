@@ -33,8 +33,61 @@ def known_failure(db: sqlite_utils.Database, unit: str, invocation_id: str, resu
 
 
 # A queued heal ends as one of these when its run ends (end_heal); each still counts toward heal_limit.
-HEAL_ENDED = {"ok": "healed", "rolled_back": "rolled_back"}  # any other run status: "failed"
-HEALS_COUNTED = ("queued", "healed", "proposed", "failed", "rolled_back")
+# "nothing": the heal found nothing to do (the unit was healthy again, or the change it got was one that
+# was rolled back or rejected before); it still asked the model, so it counts like the others.
+HEAL_ENDED = {"ok": "healed", "rolled_back": "rolled_back", "nothing": "nothing"}  # any other run status: "failed"
+HEALS_COUNTED = ("queued", "healed", "proposed", "failed", "rolled_back", "nothing")
+
+
+def last_healthy_restart(db: sqlite_utils.Database, unit: str) -> str | None:
+    """When the last restart of ``unit`` that was found healthy finished."""
+    found = list(db.table("restarts").rows_where("unit = ? AND outcome = 'healthy'", [unit], select="finished_at",
+                                                  order_by="id DESC", limit=1))  # fmt: skip
+    return found[0]["finished_at"] if found else None
+
+
+def latest_failure_at(db: sqlite_utils.Database, unit: str) -> str | None:
+    """When ``unit`` last failed, as recorded (a coalesced row's last failure)."""
+    row = db.execute("SELECT max(coalesce(last_at, detected_at)) FROM failures WHERE unit = ?", [unit]).fetchone()
+    return row[0] if row else None
+
+
+def recent_failure(db: sqlite_utils.Database, unit: str, since: str) -> dict[str, Any] | None:
+    """The latest failure row of ``unit`` whose last failure is at or after ``since`` (to coalesce into)."""
+    found = list(db.table("failures").rows_where("unit = ? AND coalesce(last_at, detected_at) >= ?", [unit, since],
+                                                 order_by="id DESC", limit=1))  # fmt: skip
+    return found[0] if found else None
+
+
+def prune_failures(db: sqlite_utils.Database, before: str) -> int:
+    """Delete failure rows whose last failure is older than ``before``; how many went."""
+    cursor = db.execute("DELETE FROM failures WHERE coalesce(last_at, detected_at) < ?", [before])
+    return int(cursor.rowcount or 0)
+
+
+def unfinished_restarts(db: sqlite_utils.Database, project: str) -> list[dict[str, Any]]:
+    """The project's `restarts` rows without an outcome (their run died while restarting)."""
+    return list(db.table("restarts").rows_where("project = ? AND outcome IS NULL", [project], order_by="id"))
+
+
+def restarting_keys(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:
+    """Every announced restart: unit -> {run_id, until}."""
+    found: dict[str, dict[str, Any]] = {}
+    for row in db.table("status").rows_where("key LIKE ?", [RESTARTING + "%"], select="key, value"):
+        try:
+            found[row["key"][len(RESTARTING) :]] = dict(json.loads(row["value"]))
+        except (ValueError, TypeError):
+            found[row["key"][len(RESTARTING) :]] = {}
+    return found
+
+
+def rolled_back_heals(db: sqlite_utils.Database, unit: str, since: str) -> list[dict[str, Any]]:
+    """Heals of ``unit`` whose run ended `rolled_back` since ``since``: the run, its failure and that journal."""
+    return list(db.query(
+        "SELECT r.id AS run_id, f.id AS failure_id, f.journal FROM runs r JOIN failures f ON f.id = r.failure_id "
+        "WHERE f.unit = ? AND r.status = 'rolled_back' AND r.finished_at >= ? ORDER BY r.id DESC",
+        [unit, since],
+    ))  # fmt: skip
 
 
 def count_heals_since(db: sqlite_utils.Database, unit: str, since: str) -> int:
@@ -80,9 +133,28 @@ def restarting_run(db: sqlite_utils.Database, unit: str) -> int | None:
         return None
     try:
         value = json.loads(raw)
-        return int(value["run_id"]) if time.time() < float(value["until"]) else None
+        run_id = int(value["run_id"]) if time.time() < float(value["until"]) else None
     except (ValueError, KeyError, TypeError):
         return None
+    if run_id is not None and not run_alive(db, run_id):
+        return None  # its process died: the failure is a new one to heal (recover() finishes that run's restart)
+    return run_id
+
+
+def run_alive(db: sqlite_utils.Database, run_id: int) -> bool:
+    """Whether run ``run_id`` is still `running` in a live process."""
+    import os
+
+    found = list(db.table("runs").rows_where("id = ?", [run_id], select="status, pid", limit=1))
+    if not found or found[0]["status"] != "running" or not found[0]["pid"]:
+        return False
+    try:
+        os.kill(int(found[0]["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def add_restart(db: sqlite_utils.Database, *, project: str | None, unit: str, run_id: int | None) -> int:
