@@ -191,7 +191,10 @@ def assert_stored_logged_and_served_nowhere(tmp_path: Path, result: subprocess.C
 def test_5_a_fixer_and_tests_that_print_the_api_key_and_fail_leak_it_nowhere(tmp_path: Path) -> None:
     leak = 'echo "stdout: key $OPENAI_API_KEY"; echo "stderr: key $OPENAI_API_KEY" >&2'
     fixer = ["sh", "-c", f"{leak}; echo '# touched' >> README.md; exit 1"]
-    configure(tmp_path, command=fixer, test=f"{leak}; exit 1")
+    # The proof sandbox does not pass key-like variables to the tests, so these tests print the key
+    # itself (as a suite that reads it from a file of the user's would).
+    printed = leak.replace("$OPENAI_API_KEY", API_KEY)
+    configure(tmp_path, command=fixer, test=f"{printed}; exit 1")
     result = run_cli("-v", "run", "app", "--json", env={"OPENAI_API_KEY": API_KEY})
     assert result.returncode == errors.VALIDATION_FAILED, result.stderr
     assert json.loads(result.stdout)["status"] == "rejected"

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -186,8 +188,17 @@ def leftovers() -> list[int]:
 
 
 def test_hanging_tests_are_killed_and_the_proposal_rejected(tmp_path: Path) -> None:
+    # Outside /tmp and $HOME, which the proof sandbox replaces with private ones; the rest of the host
+    # is shown to the tests read-only, so they see the flag (and its removal).
+    flagdir = Path(tempfile.mkdtemp(prefix="pimainteno-test-", dir="/var/tmp"))
+    try:
+        _hanging_tests_are_killed(tmp_path, flagdir / "tests-hang")
+    finally:
+        shutil.rmtree(flagdir, ignore_errors=True)
+
+
+def _hanging_tests_are_killed(tmp_path: Path, flag: Path) -> None:
     repo, _ = make_sample(tmp_path)
-    flag = tmp_path / "tests-hang"
     flag.touch()
     hanging = ["sh", "-c", f'if [ -e "{flag}" ]; then sleep {MARK}; fi; exec "$0" "$@"', *TESTS]
     write_config(tmp_path, repo, COMMAND_LLM, test=hanging, extra="test_timeout = 3\n")
@@ -204,8 +215,8 @@ def test_hanging_tests_are_killed_and_the_proposal_rejected(tmp_path: Path) -> N
     untouched(repo, before, tmp_path)
 
     flag.unlink()
-    # HEAD has not moved, so only a reason (a dashboard "Run now") asks for a new proposal
-    again = run_cli("run", "app", "--reason", "retry now that the tests work")
+    # The same change failed before: only an explicit --retry-known tries it again
+    again = run_cli("run", "app", "--reason", "retry now that the tests work", "--retry-known")
     assert again.returncode == 0, again.stdout + again.stderr
     assert pushed(repo) and run_git(repo, "rev-parse", "HEAD") != before["head"]
 

@@ -263,7 +263,10 @@ def test_apply_check_only_refuses_in_one_line_and_changes_nothing(
     before = snapshot(patch_repo)
     try:
         applied = apply(App(), text, project_name="app", check_only=True)
-        assert applied.checked_only
+        if not text.strip():
+            assert applied is None  # nothing to apply: success, with a hint on stderr
+        else:
+            assert applied is not None and applied.checked_only
     except PimaintenoError as e:
         one_line(e)
     assert snapshot(patch_repo) == before
