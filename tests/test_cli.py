@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from pimainteno import config, errors
 from pimainteno.cli import cli
-from tests.conftest import REPO_ROOT, make_repo, run_cli, write_config
+from tests.conftest import REPO_ROOT, make_repo, run_cli, run_cli_process, write_config
 
 DOCS = (REPO_ROOT / "docs" / "commands.md").read_text()
 
@@ -112,7 +112,7 @@ def test_unexpected_error_is_one_line_with_a_logged_traceback(tmp_path: Path) ->
     write_config(tmp_path, "")
     db_dir = tmp_path / "state" / "pimainteno.db"
     db_dir.mkdir(parents=True)  # a directory where the database should be: sqlite fails to open it
-    result = run_cli("status")
+    result = run_cli_process("status")  # the exit code and stderr of the real `python -m pimainteno`
     assert result.returncode == errors.TOOL_FAILED
     assert result.stderr.startswith("Error: database ") and len(result.stderr.strip().splitlines()) == 1
 
@@ -134,3 +134,20 @@ def test_crash_goes_to_log_file(tmp_path: Path) -> None:
         [sys.executable, "-c", code.replace("['status']", "['-v', 'status']")], capture_output=True, text=True
     )
     assert "Traceback" in verbose.stderr and verbose.returncode == errors.UNEXPECTED
+
+
+def test_run_cli_leaves_no_trace_in_the_test_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+    import os
+    import signal
+
+    write_config(tmp_path, "")
+    monkeypatch.chdir(tmp_path)
+    log = logging.getLogger("pimainteno")
+    before = (log.handlers[:], log.level, log.propagate, signal.getsignal(signal.SIGTERM), dict(os.environ))
+    result = run_cli("-v", "status", cwd=tmp_path / "home", env={"PIMAINTENO_EXTRA": "1"})
+    assert result.returncode == 0, result.stderr
+    after = (log.handlers[:], log.level, log.propagate, signal.getsignal(signal.SIGTERM), dict(os.environ))
+    assert after == before and Path.cwd() == tmp_path
+    # the same answer as the real process gives
+    assert run_cli("status", "--json").stdout == run_cli_process("status", "--json").stdout
