@@ -7,12 +7,16 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, settings
+
+from pimainteno.queue import now as queue_now
 
 pytest_plugins = ["tests.conftest_codex", "tests.conftest_systemd"]
 
@@ -88,6 +92,21 @@ def write_config(tmp_path: Path, text: str) -> Path:
     path = Path(os.environ["PIMAINTENO_CONFIG"])
     path.write_text(text)
     return path
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    """Wait for `condition()` to be true, checking every few milliseconds; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout:g} s for {what}")
+        time.sleep(0.005)
+
+
+def next_millisecond() -> None:
+    """Wait until the clock shows a later millisecond: queue timestamps (requested_at) have that resolution."""
+    start = queue_now()
+    wait_until(lambda: queue_now() > start, "the clock to pass a millisecond", timeout=5)
 
 
 @dataclass(frozen=True)

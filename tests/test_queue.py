@@ -7,7 +7,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 from pimainteno import errors, queue
 from pimainteno.queue import MalformedTrigger, Trigger, enqueue, parse_trigger, pending
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, next_millisecond
 
 
 def files(queue_dir: Path) -> list[str]:
@@ -150,7 +149,7 @@ def test_parse_trigger_ignores_unknown_keys_and_fills_defaults() -> None:
 def test_pending_lists_well_formed_triggers_oldest_first(tmp_path: Path) -> None:
     q = tmp_path / "queue"
     enqueue(q, "zeta")
-    time.sleep(0.005)  # timestamps have millisecond resolution; ties go by name
+    next_millisecond()  # ties would go by name
     enqueue(q, "alpha")
     (q / "broken.json").write_text("{")
     (q / ".in-progress.json.1.tmp").write_text("{")

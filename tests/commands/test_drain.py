@@ -11,18 +11,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pimainteno import db as dbm
-from pimainteno import errors, queue
+from pimainteno import errors, queue, records
 from pimainteno.app import App
 from pimainteno.commands.drain import GUARD, Outcome, drain
 from pimainteno.queue import Trigger, enqueue
-from tests.conftest import REPO_ROOT, make_repo, run_cli, write_config
+from tests.conftest import REPO_ROOT, make_repo, next_millisecond, run_cli, wait_until, write_config
 
 NAMES = [f"p{i:02d}" for i in range(30)]
 
@@ -61,7 +60,7 @@ def test_consumes_oldest_first_and_records_each(app: App, tmp_path: Path) -> Non
     q = qdir(tmp_path)
     for name, source in [("p02", "timer"), ("p00", "hook"), ("p01", "dashboard")]:
         enqueue(q, name, source=source, reason=f"for {name}")
-        time.sleep(0.005)
+        next_millisecond()
     enqueue(q, "p00", kind="heal", failure_id=9, source="watch")
     action = Recorder()
     records = drain(app, action=action)
@@ -94,7 +93,7 @@ def test_triggers_queued_while_draining_are_consumed_too(app: App, tmp_path: Pat
         seen.append(t.project)
         if seen == ["p00"]:
             enqueue(q, "p01")
-            time.sleep(0.005)
+            next_millisecond()
             enqueue(q, "p00")  # asked again while running: runs again afterwards
         return Outcome("nothing")
 
@@ -136,7 +135,7 @@ def test_a_failing_action_is_recorded_and_the_drain_goes_on(app: App, tmp_path: 
     q = qdir(tmp_path)
     for name in ("p00", "p01", "p02", "p03"):
         enqueue(q, name)
-        time.sleep(0.002)
+        next_millisecond()
 
     def action(app: App, t: Trigger) -> Outcome:
         if t.project == "p00":
@@ -169,7 +168,7 @@ def test_reject_marks_a_waiting_proposal_rejected_by_the_user(app: App, tmp_path
     q = qdir(tmp_path)
     for proposal in (waiting, landed, 999):
         enqueue(q, "p00", kind="reject", proposal_id=proposal, source="dashboard")
-        time.sleep(0.002)
+        next_millisecond()
     drain(app)  # the real dispatch: a reject is a database write, no run
     status = dict(app.db.execute("SELECT id, status || ' / ' || coalesce(status_reason, '') FROM proposals").fetchall())
     assert status == {waiting: "rejected / rejected on the dashboard", landed: "committed / "}
@@ -225,9 +224,7 @@ def test_a_killed_drains_trigger_is_run_by_the_next_drain(app: App, tmp_path: Pa
     app.db  # noqa: B018
     log = tmp_path / "ran.log"
     victim = start_drain(tmp_path, log, 60)
-    deadline = time.monotonic() + 60
-    while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: log.exists() and log.read_text(), "the drain to start its action", timeout=60)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
     [claim_dir] = (q / ".claimed").iterdir()
@@ -281,7 +278,10 @@ def test_follow_keeps_draining_until_interrupted(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        time.sleep(1.5)  # idle first: the queue is empty
+        following = f"following the queue (pid {follower.pid})"  # idle first: its first pass found nothing
+        wait_until(
+            lambda: following in (records.status_value(app.db, "drain.status") or ""), "the follower's first pass"
+        )
         enqueue(qdir(tmp_path), "app", kind="reject", proposal_id=proposal, source="dashboard")
         assert follower.stdout is not None
         record = json.loads(follower.stdout.readline())
@@ -335,7 +335,7 @@ def test_a_trigger_for_a_project_not_configured_here_is_moved_aside_as_unknown_n
     app = drain_app(tmp_path, ["app"])
     q = tmp_path / "state" / "queue"
     enqueue(q, "other", source="hook")
-    time.sleep(0.005)  # a later requested_at
+    next_millisecond()  # a later requested_at
     enqueue(q, "app")
     records = drain(app, action=lambda app, t: Outcome("ok"))
     assert [(r["project"], r["status"]) for r in records] == [("other", UNKNOWN), ("app", "done")]
