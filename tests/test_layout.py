@@ -96,3 +96,36 @@ def test_every_command_has_its_test_file() -> None:
 def test_the_package_modules_named_in_issue_11_have_their_test_files() -> None:
     for name in ("test_git.py", "test_records.py", "test_config.py", "test_pipeline.py"):
         assert (TESTS / name).exists(), f"tests/{name} is missing"
+
+
+# --- the suite itself: in CI nothing may pass by not running -------------------------------------
+
+
+def run_pytest(tmp_path: Path, body: str, *args: str, ci: bool) -> int:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "test_inner.py").write_text(body)
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"PYTHONPATH": str(TESTS.parent)}
+    if ci:
+        env["CI"] = "1"
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest"]
+    argv += ["--rootdir", str(tmp_path), str(tmp_path / "test_inner.py"), *args]
+    return subprocess.run(argv, cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=120).returncode
+
+
+SKIPS = "import pytest\n\ndef test_needs_a_tool():\n    pytest.skip('no codex here')\n\ndef test_ok():\n    pass\n"
+
+
+def test_in_ci_a_skipped_test_fails_the_session(tmp_path: Path) -> None:
+    assert run_pytest(tmp_path, SKIPS, ci=False) == 0
+    assert run_pytest(tmp_path, SKIPS, ci=True) == 1
+
+
+def test_no_tests_ran_is_a_failure_and_make_test_keeps_pytests_status(tmp_path: Path) -> None:
+    assert run_pytest(tmp_path, SKIPS, "-k", "nothing_matches", ci=True) == 5
+    recipe = (TESTS.parent / "Makefile").read_text().split("\ntest: ", 1)[1].split("\n\n", 1)[0]
+    pytest_lines = [line.strip() for line in recipe.splitlines() if "pytest" in line]
+    assert pytest_lines and all("||" not in line and not line.startswith("-") for line in pytest_lines), recipe
+    assert "exec make test" in (TESTS.parent / ".ci" / "run").read_text()
