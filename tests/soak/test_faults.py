@@ -91,7 +91,7 @@ RECOVERY = [exec_command(EDIT), message("Removed an unused import."), message("R
     [
         ([drop()], 30, "summarize", "stream disconnected before completion", False),
         ([message(SUMMARY), garbage()], 30, "propose", "stream closed before response.completed", True),
-        ([message(SUMMARY), hang()], 4, "propose", "timed out after 4s", True),
+        ([message(SUMMARY), hang()], 2, "propose", "timed out after 2s", True),
     ],
     ids=["drop", "garbage", "hang"],
 )
