@@ -108,6 +108,7 @@ def run_pytest(tmp_path: Path, body: str, *args: str, ci: bool) -> int:
 
     (tmp_path / "test_inner.py").write_text(body)
     env = {k: v for k, v in os.environ.items() if k != "CI"} | {"PYTHONPATH": str(TESTS.parent)}
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # a second of plugin imports the inner run does not need
     if ci:
         env["CI"] = "1"
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest"]
