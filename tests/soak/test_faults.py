@@ -190,7 +190,7 @@ def test_hanging_tests_are_killed_and_the_proposal_rejected(tmp_path: Path) -> N
     flag = tmp_path / "tests-hang"
     flag.touch()
     hanging = ["sh", "-c", f'if [ -e "{flag}" ]; then sleep {MARK}; fi; exec "$0" "$@"', *TESTS]
-    write_config(tmp_path, repo, COMMAND_LLM, test=hanging, extra="test_timeout = 3\n")
+    write_config(tmp_path, repo, COMMAND_LLM, test=hanging, extra="test_timeout = 1\n")
     before = repo_state(repo)
     started = time.monotonic()
     result = run_cli("run", "app")
@@ -204,6 +204,7 @@ def test_hanging_tests_are_killed_and_the_proposal_rejected(tmp_path: Path) -> N
     untouched(repo, before, tmp_path)
 
     flag.unlink()
+    write_config(tmp_path, repo, COMMAND_LLM, test=hanging)  # the real tests may take more than a second
     # HEAD has not moved, so only a reason (a dashboard "Run now") asks for a new proposal
     again = run_cli("run", "app", "--reason", "retry now that the tests work")
     assert again.returncode == 0, again.stdout + again.stderr
