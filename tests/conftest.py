@@ -136,7 +136,10 @@ def run_cli(
     saved_log = (log.handlers[:], log.level, log.propagate)
     saved_sigterm = signal.getsignal(signal.SIGTERM)
     saved_cwd = os.getcwd()
+    saved_env = dict(os.environ)  # CliRunner restores only the keys it was given
     db._migrated.clear()  # a new process migrates once; so does each call here
+    if codex := sys.modules.get("pimainteno.providers.codex"):
+        codex.codex_version.cache_clear()  # read once per process
     runner = CliRunner()
     code: int | str | None = 0
     with runner.isolation(input=input, env=env) as (out, err, _mixed):
@@ -150,6 +153,8 @@ def run_cli(
             sys.stdout.flush()
             sys.stderr.flush()
             os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
             log.handlers[:], log.level, log.propagate = saved_log
             signal.signal(signal.SIGTERM, saved_sigterm)
         stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
