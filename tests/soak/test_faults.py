@@ -26,7 +26,7 @@ from pimainteno.commands.demo import make_sample
 from pimainteno.providers.codex import toml_value
 from tests.commands.test_codex_flow import EDIT
 from tests.commands.test_pipeline import RUFF_FIX, TESTS, toml_list
-from tests.conftest import run_cli, run_git
+from tests.conftest import CliResult, run_cli, run_git
 from tests.modelserver import ModelServer, Turn, drop, exec_command, garbage, hang, message
 from tests.soak.helpers import need, one_line_error, repo_state
 
@@ -61,7 +61,7 @@ def rows(tmp_path: Path, sql: str, db: Path | None = None) -> list[dict[str, Any
         conn.close()
 
 
-def failed_cleanly(result: subprocess.CompletedProcess[str], code: int, status: str) -> str:
+def failed_cleanly(result: CliResult | subprocess.CompletedProcess[str], code: int, status: str) -> str:
     """One `app: <status> — run #N — <error>` line on stdout, no traceback; returns the error."""
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
     one_line_error(result.stderr or "no traceback")
