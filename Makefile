@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CODEX_VERSION := 0.169.0
 CODEX := .tools/node_modules/.bin/codex
 
-.PHONY: test lint demo bench docs deps system-deps clean test-codex-latest
+.PHONY: test test-quick lint demo bench docs deps system-deps clean test-codex-latest
 
 # The tests need pystemd (the [systemd] extra, built from source); the demo does not.
 $(VENV)/.installed: pyproject.toml
@@ -37,8 +37,13 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 	$(PY) -m cogapp -I docs --check docs/commands.md docs/configuration.md PiMainteno.toml
 
+# Everything, the slow soak and full property runs included; pytest's status is make's (5, no tests ran, fails).
 test: deps lint
 	$(VENV)/bin/pytest
+
+# The quick loop while working: the property tests' small sample, no soak tests.
+test-quick: $(VENV)/.installed
+	$(VENV)/bin/pytest -m "not slow"
 
 # The codex tests against the newest @openai/codex on npm (tests/conftest_codex.py honours
 # PIMAINTENO_TEST_CODEX); the pinned one above stays what `make test` uses.

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, settings
+
+from pimainteno.queue import now as queue_now
 
 pytest_plugins = ["tests.conftest_codex", "tests.conftest_systemd"]
 
@@ -20,6 +29,23 @@ GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "test@example.com",
     "GIT_CONFIG_NOSYSTEM": "1",
 }
+
+
+# Property tests run twice: a small sample always (the quick loop: `pytest -m "not slow"`) and the full
+# number of examples under the `slow` marker, which `make test` and CI run. Parametrize a test with
+# `PROFILES` and build its settings with `fuzz(profile, full=N)`.
+SMALL_SHARE = 10  # the small profile runs a tenth of the full examples
+for _name in ("small", "full"):
+    settings.register_profile(
+        _name, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    )
+PROFILES = [pytest.param("small", id="small"), pytest.param("full", id="full", marks=pytest.mark.slow)]
+
+
+def fuzz(profile: str, full: int) -> settings:
+    """Hypothesis settings for one run of a property test: `full` examples, or a tenth (at least 5) when small."""
+    examples = full if profile == "full" else max(5, full // SMALL_SHARE)
+    return settings(settings.get_profile(profile), max_examples=examples)
 
 
 @pytest.fixture(autouse=True)
@@ -68,8 +94,81 @@ def write_config(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, input: str | None = None):
-    """The real console entry point in a subprocess (for exit codes and stderr as a user sees them)."""
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    """Wait for `condition()` to be true, checking every few milliseconds; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout:g} s for {what}")
+        time.sleep(0.005)
+
+
+def next_millisecond() -> None:
+    """Wait until the clock shows a later millisecond: queue timestamps (requested_at) have that resolution."""
+    start = queue_now()
+    wait_until(lambda: queue_now() > start, "the clock to pass a millisecond", timeout=5)
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What `run_cli` returns: the shape of `subprocess.CompletedProcess` that the tests read."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, input: str | None = None
+) -> CliResult:
+    """The CLI in this process through the real entry point (`cli.main`), its streams held by click's CliRunner.
+
+    Exit codes and the one-line error forms are the entry point's own; what a process would not keep
+    between two calls (the working directory, os.environ, the log handlers, the SIGTERM handler, the
+    set of databases already migrated) is restored afterwards. Use `run_cli_process` where the process
+    boundary is the point.
+    """
+    from pimainteno import db
+    from pimainteno.cli import main
+
+    log = logging.getLogger("pimainteno")
+    saved_log = (log.handlers[:], log.level, log.propagate)
+    saved_sigterm = signal.getsignal(signal.SIGTERM)
+    saved_cwd = os.getcwd()
+    saved_env = dict(os.environ)  # CliRunner restores only the keys it was given
+    db._migrated.clear()  # a new process migrates once; so does each call here
+    if codex := sys.modules.get("pimainteno.providers.codex"):
+        codex.codex_version.cache_clear()  # read once per process
+    runner = CliRunner()
+    code: int | str | None = 0
+    with runner.isolation(input=input, env=env) as (out, err, _mixed):
+        try:
+            if cwd is not None:
+                os.chdir(cwd)
+            main(list(args))
+        except SystemExit as e:
+            code = e.code
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+            log.handlers[:], log.level, log.propagate = saved_log
+            signal.signal(signal.SIGTERM, saved_sigterm)
+        stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # sys.exit("message"): the message goes to stderr, the code is 1
+        stderr, code = stderr + f"{code}\n", 1
+    return CliResult(["pimainteno", *args], code, stdout, stderr)
+
+
+def run_cli_process(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real console entry point in a subprocess: for signals, real pipes, hooks and exit as a user sees it."""
     return subprocess.run(
         [sys.executable, "-m", "pimainteno", *args],
         cwd=cwd,

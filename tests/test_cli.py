@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -8,9 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pimainteno import config, errors
+from pimainteno import errors
 from pimainteno.cli import cli
-from tests.conftest import REPO_ROOT, make_repo, run_cli, write_config
+from tests.conftest import REPO_ROOT, make_repo, run_cli, run_cli_process, write_config
 
 DOCS = (REPO_ROOT / "docs" / "commands.md").read_text()
 
@@ -45,74 +44,11 @@ def test_help_imports_nothing_heavy() -> None:
     assert out.strip().splitlines()[-1] == "[]"
 
 
-def test_init_writes_a_config_that_loads_and_never_overwrites(tmp_path: Path) -> None:
-    # the host's configuration, here PIMAINTENO_CONFIG (tests/commands/test_onboard.py covers the rest)
-    target = tmp_path / "PiMainteno.toml"
-    first = run_cli("init", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
-    cfg = config.load(target)
-    assert cfg.projects == () and cfg.database.exists()
-    before = target.read_bytes()
-    again = run_cli("init", cwd=tmp_path)
-    assert again.returncode == 0 and f"kept the existing configuration {target}" in again.stderr
-    assert target.read_bytes() == before
-
-
-def test_projects_and_status_on_a_new_config(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "app")
-    write_config(tmp_path, f"[[project]]\npath = '{repo}'\ntest = 'true'\n")
-    rows = json.loads(run_cli("projects", "--json").stdout)
-    assert rows == [
-        {
-            "name": "app",
-            "path": str(repo),
-            "unit": "app.service",
-            "mode": "push",
-            "provider": "codex",
-            "test": "true",
-            "problem": None,
-            "last_run": None,
-        }
-    ]
-    status = run_cli("status", "--json")
-    assert status.returncode == 0
-    report = json.loads(status.stdout)
-    assert report["runs"] == [] and report["queue"]["pending"] == []
-    text = run_cli("status")
-    assert "queue      0 pending" in text.stdout and text.returncode == 0
-
-
-def test_status_shows_runs_and_usage(tmp_path: Path) -> None:
-    from pimainteno import db
-
-    write_config(tmp_path, "")
-    d = db.open_db(tmp_path / "state" / "pimainteno.db")
-    db.insert(
-        d, "runs", {"project": "app", "trigger": "hook", "started_at": db.now(), "status": "ok", "duration_s": 1.5}
-    )
-    db.insert(
-        d,
-        "llm_calls",
-        {
-            "project": "app",
-            "provider": "codex",
-            "purpose": "patch",
-            "started_at": db.now(),
-            "outcome": "ok",
-            "input_tokens": 120,
-            "output_tokens": 30,
-        },
-    )
-    out = run_cli("status").stdout
-    assert "#1" in out and "ok" in out and "hook" in out
-    assert "model calls (24h) app: 1 call, 0 failed, 120 in / 30 out tokens" in out
-
-
 def test_unexpected_error_is_one_line_with_a_logged_traceback(tmp_path: Path) -> None:
     write_config(tmp_path, "")
     db_dir = tmp_path / "state" / "pimainteno.db"
     db_dir.mkdir(parents=True)  # a directory where the database should be: sqlite fails to open it
-    result = run_cli("status")
+    result = run_cli_process("status")  # the exit code and stderr of the real `python -m pimainteno`
     assert result.returncode == errors.TOOL_FAILED
     assert result.stderr.startswith("Error: database ") and len(result.stderr.strip().splitlines()) == 1
 
@@ -134,3 +70,50 @@ def test_crash_goes_to_log_file(tmp_path: Path) -> None:
         [sys.executable, "-c", code.replace("['status']", "['-v', 'status']")], capture_output=True, text=True
     )
     assert "Traceback" in verbose.stderr and verbose.returncode == errors.UNEXPECTED
+
+
+def test_run_cli_leaves_no_trace_in_the_test_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+    import os
+    import signal
+
+    write_config(tmp_path, "")
+    monkeypatch.chdir(tmp_path)
+    log = logging.getLogger("pimainteno")
+    before = (log.handlers[:], log.level, log.propagate, signal.getsignal(signal.SIGTERM), dict(os.environ))
+    result = run_cli("-v", "status", cwd=tmp_path / "home", env={"PIMAINTENO_EXTRA": "1"})
+    assert result.returncode == 0, result.stderr
+    after = (log.handlers[:], log.level, log.propagate, signal.getsignal(signal.SIGTERM), dict(os.environ))
+    assert after == before and Path.cwd() == tmp_path
+    # the same answer as the real process gives
+    assert run_cli("status", "--json").stdout == run_cli_process("status", "--json").stdout
+
+
+def test_every_id_option_of_every_command_uses_the_one_id_type() -> None:
+    from pimainteno.cli import ROW_ID, cli
+
+    ids = [(name, p.name) for name, cmd in cli.commands.items() for p in cmd.params if (p.name or "").endswith("_id")]
+    assert ("apply", "proposal_id") in ids and ("run", "failure_id") in ids and len(ids) >= 5
+    for name, param in ids:
+        assert cli.commands[name].params[[p.name for p in cli.commands[name].params].index(param)].type is ROW_ID
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["propose", "app", "--failure"],
+        ["apply", "--proposal"],
+        ["run", "app", "--failure"],
+        ["enqueue", "app", "--failure"],
+    ],
+)
+def test_huge_ids_are_usage_errors_in_every_command(tmp_path: Path, args: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from pimainteno.cli import cli
+
+    write_config(tmp_path, f"[[project]]\npath = '{make_repo(tmp_path / 'app')}'\n")
+    for value in ("1e20", "99999999999999999999999"):
+        result = CliRunner().invoke(cli, [*args, value])
+        assert result.exit_code == errors.USAGE, result.output
+        assert "Invalid value for" in result.output and "OverflowError" not in result.output

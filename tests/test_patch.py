@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pimainteno.config import PatchPolicy
@@ -41,6 +41,7 @@ from pimainteno.patch import (
     read_header,
     read_patch,
 )
+from tests.conftest import PROFILES, fuzz
 
 CORPUS = Path(__file__).parent / "patches"
 GIT_ENV = {
@@ -592,14 +593,9 @@ def only_rejects(text: str, repo: Path, policy: PatchPolicy) -> ParsedPatch | No
     return parsed
 
 
-settings.register_profile("patch", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-# A small run by default; the full one under the slow marker (CI runs it).
-SIZES = [pytest.param(1, id="small"), pytest.param(10, id="full", marks=pytest.mark.slow)]
-
-
-@pytest.mark.parametrize("scale", SIZES)
-def test_random_text_is_only_rejected(shared_repo: Path, scale: int) -> None:
-    @settings(settings.get_profile("patch"), max_examples=30 * scale)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_random_text_is_only_rejected(shared_repo: Path, profile: str) -> None:
+    @fuzz(profile, full=300)
     @given(text=st.text(), policy=POLICIES)
     def check(text: str, policy: PatchPolicy) -> None:
         only_rejects(text, shared_repo, policy)
@@ -609,9 +605,9 @@ def test_random_text_is_only_rejected(shared_repo: Path, scale: int) -> None:
     assert snapshot(shared_repo) == before
 
 
-@pytest.mark.parametrize("scale", SIZES)
-def test_random_bytes_are_only_rejected(shared_repo: Path, scale: int) -> None:
-    @settings(settings.get_profile("patch"), max_examples=20 * scale)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_random_bytes_are_only_rejected(shared_repo: Path, profile: str) -> None:
+    @fuzz(profile, full=200)
     @given(data=st.binary(), policy=POLICIES)
     def check(data: bytes, policy: PatchPolicy) -> None:
         only_rejects(data.decode("utf-8", "surrogateescape"), shared_repo, policy)
@@ -621,9 +617,9 @@ def test_random_bytes_are_only_rejected(shared_repo: Path, scale: int) -> None:
     assert snapshot(shared_repo) == before
 
 
-@pytest.mark.parametrize("scale", SIZES)
-def test_mutated_patches_never_slip_through(shared_repo: Path, scale: int) -> None:
-    @settings(settings.get_profile("patch"), max_examples=60 * scale)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_mutated_patches_never_slip_through(shared_repo: Path, profile: str) -> None:
+    @fuzz(profile, full=600)
     @given(text=mutants(), policy=POLICIES)
     def check(text: str, policy: PatchPolicy) -> None:
         only_rejects(text, shared_repo, policy)

@@ -7,16 +7,14 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pimainteno import errors, queue
 from pimainteno.queue import MalformedTrigger, Trigger, enqueue, parse_trigger, pending
-from tests.conftest import REPO_ROOT, make_repo, run_cli, write_config
+from tests.conftest import REPO_ROOT, next_millisecond
 
 
 def files(queue_dir: Path) -> list[str]:
@@ -153,7 +151,7 @@ def test_parse_trigger_ignores_unknown_keys_and_fills_defaults() -> None:
 def test_pending_lists_well_formed_triggers_oldest_first(tmp_path: Path) -> None:
     q = tmp_path / "queue"
     enqueue(q, "zeta")
-    time.sleep(0.005)  # timestamps have millisecond resolution; ties go by name
+    next_millisecond()  # ties would go by name
     enqueue(q, "alpha")
     (q / "broken.json").write_text("{")
     (q / ".in-progress.json.1.tmp").write_text("{")
@@ -172,42 +170,6 @@ def test_a_merge_racing_a_claim_becomes_a_new_trigger(tmp_path: Path) -> None:
     assert (again, merged) == (path, False)
     assert parse_trigger(again.read_bytes()).id != parse_trigger((claim.dir / "app.run.json").read_bytes()).id
     assert claim.take(path) is not None and claim.take(path) is None  # a file is taken once
-
-
-def configure(tmp_path: Path) -> Path:
-    repo = make_repo(tmp_path / "app")
-    return write_config(tmp_path, f"[[project]]\npath = '{repo}'\n\n[database]\npath = '{tmp_path / 'no' / 'db'}'\n")
-
-
-def test_enqueue_command_never_opens_the_database(tmp_path: Path) -> None:
-    configure(tmp_path)
-    result = run_cli("enqueue", "app", "--reason", "by hand", "--json")
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {
-        "project": "app", "kind": "run", "file": str(tmp_path / "state" / "queue" / "app.run.json"), "merged": False,
-    }  # fmt: skip
-    assert not (tmp_path / "no").exists()
-    again = run_cli("enqueue", "app", "--kind", "heal", "--failure", "5", "--source", "watch")
-    assert again.returncode == 0 and "app: queued a heal" in again.stderr
-    assert parse_trigger((tmp_path / "state" / "queue" / "app.heal.json").read_bytes()).source == "watch"
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["nope"], "Error: unknown project 'nope' (known: app)"),
-        (["app", "--kind", "run", "--failure", "3"], "Error: --failure goes with --kind heal, not run"),
-        (
-            ["app", "--source", "cron"],
-            "Error: cannot queue: source: expected one of cli, hook, dashboard, timer, watch, on-failure, got 'cron'",
-        ),
-        (["app", "--kind", "apply"], "Error: cannot queue: apply needs proposal_id"),
-    ],
-)
-def test_enqueue_command_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
-    configure(tmp_path)
-    result = run_cli("enqueue", *args)
-    assert (result.returncode, result.stderr.strip()) == (errors.BAD_INPUT, message)
 
 
 def test_enqueueing_imports_nothing_heavy(tmp_path: Path) -> None:
@@ -229,148 +191,3 @@ def test_a_broken_file_under_the_pending_name_is_replaced(tmp_path: Path) -> Non
     (q / "app.run.json").write_text("{half")
     path, merged = enqueue(q, "app", source="hook")
     assert not merged and parse_trigger(path.read_bytes()).source == "hook"
-
-
-@pytest.mark.parametrize("option", [["--failure"], ["--proposal"], ["--kind", "reject", "--proposal"]])
-@pytest.mark.parametrize("value", ["1e20", "99999999999999999999999", "9223372036854775808", "0", "-1"])
-def test_id_options_out_of_sqlites_range_are_usage_errors(tmp_path: Path, option: list[str], value: str) -> None:
-    configure(tmp_path)
-    result = run_cli("enqueue", "app", *option, value)
-    assert result.returncode == errors.USAGE, result.stderr
-    assert f"Invalid value for '{option[-1]}'" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "state" / "queue").exists() or not list((tmp_path / "state" / "queue").glob("*.json"))
-
-
-def test_the_largest_id_sqlite_holds_is_accepted(tmp_path: Path) -> None:
-    configure(tmp_path)
-    result = run_cli("enqueue", "app", "--proposal", str(queue.MAX_ID), "--json")
-    assert result.returncode == 0, result.stderr
-    assert parse_trigger(Path(json.loads(result.stdout)["file"]).read_bytes()).proposal_id == queue.MAX_ID
-
-
-# --- the drain's claim loop (queue.claimed) --------------------------------------------------
-
-
-def drain_app(tmp_path: Path, names: list[str]) -> Any:
-    from pimainteno.app import App
-
-    write_config(tmp_path, "".join(f"[[project]]\nname = '{n}'\npath = '{tmp_path / n}'\n" for n in names))
-    return App()
-
-
-def recorded(app: Any) -> list[tuple[Any, ...]]:
-    return app.db.execute("SELECT project, kind, status, detail FROM triggers ORDER BY id").fetchall()
-
-
-def test_a_poisoned_trigger_is_moved_aside_and_the_heal_behind_it_runs(tmp_path: Path) -> None:
-    from pimainteno.commands.drain import Outcome, drain
-
-    app = drain_app(tmp_path, ["app"])
-    q = tmp_path / "state" / "queue"
-    q.mkdir(parents=True)
-    poison = {"format": 1, "project": "app", "kind": "apply", "source": "cli", "proposal_id": 99999999999999999999999,
-              "requested_at": "2026-01-01T00:00:00.000Z", "id": "x", "requests": 1, "attempts": 0}  # fmt: skip
-    (q / "app.apply-99999999999999999999999.json").write_text(json.dumps(poison))
-    enqueue(q, "app", kind="heal", failure_id=3, source="watch")
-    seen: list[Trigger] = []
-    records = drain(app, action=lambda app, t: seen.append(t) or Outcome("ok", run_id=1))
-    assert [(t.kind, t.failure_id) for t in seen] == [("heal", 3)]
-    assert [(r["kind"], r["status"]) for r in records] == [("apply", "malformed"), ("heal", "done")]
-    assert (
-        recorded(app)[0][3] == "proposal_id: expected an id from 1 to 9223372036854775807, got 99999999999999999999999"
-    )
-    [aside] = [p for p in (q / ".rejected").iterdir() if not p.name.endswith(".reason")]
-    assert json.loads(aside.read_text()) == poison  # kept as it was, for a look
-    assert drain(app, action=lambda app, t: Outcome("ok")) == []  # and it blocks no later drain
-
-
-def test_a_trigger_for_a_project_not_configured_here_is_moved_aside_as_unknown_not_malformed(tmp_path: Path) -> None:
-    from pimainteno.commands.drain import UNKNOWN, Outcome, drain
-
-    app = drain_app(tmp_path, ["app"])
-    q = tmp_path / "state" / "queue"
-    enqueue(q, "other", source="hook")
-    time.sleep(0.005)  # a later requested_at
-    enqueue(q, "app")
-    records = drain(app, action=lambda app, t: Outcome("ok"))
-    assert [(r["project"], r["status"]) for r in records] == [("other", UNKNOWN), ("app", "done")]
-    assert records[0]["detail"] == (
-        "unknown project 'other' (known: app); queue it again under the configuration that has it"
-    )
-    assert [p.name.split("Z-", 1)[1] for p in sorted((q / ".rejected").iterdir())] == [
-        "other.run.json", "other.run.json.reason"
-    ]  # fmt: skip
-
-
-def test_draining_reads_the_directory_a_few_times_not_once_per_trigger(tmp_path: Path, monkeypatch: Any) -> None:
-    from pimainteno.commands.drain import Outcome, drain
-
-    names = [f"p{i:03d}" for i in range(300)]
-    app = drain_app(tmp_path, names)
-    q = tmp_path / "state" / "queue"
-    for n in names:
-        enqueue(q, n)
-    scans: list[int] = []
-    real_scan = queue.scan
-    monkeypatch.setattr(queue, "scan", lambda d: scans.append(1) or real_scan(d))  # counts, then the real scan
-    late: list[str] = []
-
-    def action(app: Any, t: Trigger) -> Outcome:
-        if t.project == "p150" and not late:
-            late.append(enqueue(q, "p000", reason="queued while draining")[0].name)
-        return Outcome("ok")
-
-    records = drain(app, action=action)
-    assert [r["project"] for r in records] == [*names, "p000"]  # in order, and the late one too
-    assert len(scans) <= 3
-
-
-def test_drain_exits_4_after_a_failed_run_and_0_when_all_went_through(tmp_path: Path) -> None:
-    import shutil
-
-    configure(tmp_path)
-    assert run_cli("enqueue", "app").returncode == 0
-    shutil.rmtree(tmp_path / "app")  # the run cannot even start
-    failed = run_cli("drain")
-    assert failed.returncode == errors.TOOL_FAILED, failed.stderr
-    assert "app: run from cli — failed" in failed.stderr
-    empty = run_cli("drain")
-    assert (empty.returncode, empty.stderr.strip()) == (0, "pimainteno: the queue is empty")
-
-
-@pytest.mark.parametrize(("args", "said"), [(["--proposal", "4"], "queued an apply"), ([], "queued a run"),
-                                            (["--kind", "reject", "--proposal", "4"], "queued a reject")])  # fmt: skip
-def test_enqueue_says_what_it_queued_in_english(tmp_path: Path, args: list[str], said: str) -> None:
-    configure(tmp_path)
-    result = run_cli("enqueue", "app", *args)
-    assert result.returncode == 0 and f"app: {said} (" in result.stderr, result.stderr
-
-
-def test_every_id_option_of_every_command_uses_the_one_id_type() -> None:
-    from pimainteno.cli import ROW_ID, cli
-
-    ids = [(name, p.name) for name, cmd in cli.commands.items() for p in cmd.params if (p.name or "").endswith("_id")]
-    assert ("apply", "proposal_id") in ids and ("run", "failure_id") in ids and len(ids) >= 5
-    for name, param in ids:
-        assert cli.commands[name].params[[p.name for p in cli.commands[name].params].index(param)].type is ROW_ID
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["propose", "app", "--failure"],
-        ["apply", "--proposal"],
-        ["run", "app", "--failure"],
-        ["enqueue", "app", "--failure"],
-    ],
-)
-def test_huge_ids_are_usage_errors_in_every_command(tmp_path: Path, args: list[str]) -> None:
-    from click.testing import CliRunner
-
-    from pimainteno.cli import cli
-
-    configure(tmp_path)
-    for value in ("1e20", "99999999999999999999999"):
-        result = CliRunner().invoke(cli, [*args, value])
-        assert result.exit_code == errors.USAGE, result.output
-        assert "Invalid value for" in result.output and "OverflowError" not in result.output

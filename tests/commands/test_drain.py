@@ -11,18 +11,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pimainteno import db as dbm
-from pimainteno import errors, queue
+from pimainteno import errors, queue, records
 from pimainteno.app import App
 from pimainteno.commands.drain import GUARD, Outcome, drain
 from pimainteno.queue import Trigger, enqueue
-from tests.conftest import REPO_ROOT, write_config
+from tests.conftest import REPO_ROOT, make_repo, next_millisecond, run_cli, wait_until, write_config
 
 NAMES = [f"p{i:02d}" for i in range(30)]
 
@@ -61,7 +60,7 @@ def test_consumes_oldest_first_and_records_each(app: App, tmp_path: Path) -> Non
     q = qdir(tmp_path)
     for name, source in [("p02", "timer"), ("p00", "hook"), ("p01", "dashboard")]:
         enqueue(q, name, source=source, reason=f"for {name}")
-        time.sleep(0.005)
+        next_millisecond()
     enqueue(q, "p00", kind="heal", failure_id=9, source="watch")
     action = Recorder()
     records = drain(app, action=action)
@@ -94,7 +93,7 @@ def test_triggers_queued_while_draining_are_consumed_too(app: App, tmp_path: Pat
         seen.append(t.project)
         if seen == ["p00"]:
             enqueue(q, "p01")
-            time.sleep(0.005)
+            next_millisecond()
             enqueue(q, "p00")  # asked again while running: runs again afterwards
         return Outcome("nothing")
 
@@ -136,7 +135,7 @@ def test_a_failing_action_is_recorded_and_the_drain_goes_on(app: App, tmp_path: 
     q = qdir(tmp_path)
     for name in ("p00", "p01", "p02", "p03"):
         enqueue(q, name)
-        time.sleep(0.002)
+        next_millisecond()
 
     def action(app: App, t: Trigger) -> Outcome:
         if t.project == "p00":
@@ -169,7 +168,7 @@ def test_reject_marks_a_waiting_proposal_rejected_by_the_user(app: App, tmp_path
     q = qdir(tmp_path)
     for proposal in (waiting, landed, 999):
         enqueue(q, "p00", kind="reject", proposal_id=proposal, source="dashboard")
-        time.sleep(0.002)
+        next_millisecond()
     drain(app)  # the real dispatch: a reject is a database write, no run
     status = dict(app.db.execute("SELECT id, status || ' / ' || coalesce(status_reason, '') FROM proposals").fetchall())
     assert status == {waiting: "rejected / rejected on the dashboard", landed: "committed / "}
@@ -225,9 +224,7 @@ def test_a_killed_drains_trigger_is_run_by_the_next_drain(app: App, tmp_path: Pa
     app.db  # noqa: B018
     log = tmp_path / "ran.log"
     victim = start_drain(tmp_path, log, 60)
-    deadline = time.monotonic() + 60
-    while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: log.exists() and log.read_text(), "the drain to start its action", timeout=60)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
     [claim_dir] = (q / ".claimed").iterdir()
@@ -281,7 +278,10 @@ def test_follow_keeps_draining_until_interrupted(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        time.sleep(1.5)  # idle first: the queue is empty
+        following = f"following the queue (pid {follower.pid})"  # idle first: its first pass found nothing
+        wait_until(
+            lambda: following in (records.status_value(app.db, "drain.status") or ""), "the follower's first pass"
+        )
         enqueue(qdir(tmp_path), "app", kind="reject", proposal_id=proposal, source="dashboard")
         assert follower.stdout is not None
         record = json.loads(follower.stdout.readline())
@@ -291,3 +291,93 @@ def test_follow_keeps_draining_until_interrupted(tmp_path: Path) -> None:
         follower.send_signal(signal.SIGINT)
         assert follower.wait(timeout=30) == errors.INTERRUPTED
     assert top(qdir(tmp_path) / ".claimed") == []
+
+
+# --- the claim loop (queue.claimed) and the command's exit codes --------------------------------
+
+
+def drain_app(tmp_path: Path, names: list[str]) -> Any:
+    from pimainteno.app import App
+
+    write_config(tmp_path, "".join(f"[[project]]\nname = '{n}'\npath = '{tmp_path / n}'\n" for n in names))
+    return App()
+
+
+def recorded(app: Any) -> list[tuple[Any, ...]]:
+    return app.db.execute("SELECT project, kind, status, detail FROM triggers ORDER BY id").fetchall()
+
+
+def test_a_poisoned_trigger_is_moved_aside_and_the_heal_behind_it_runs(tmp_path: Path) -> None:
+    from pimainteno.commands.drain import Outcome, drain
+
+    app = drain_app(tmp_path, ["app"])
+    q = tmp_path / "state" / "queue"
+    q.mkdir(parents=True)
+    poison = {"format": 1, "project": "app", "kind": "apply", "source": "cli", "proposal_id": 99999999999999999999999,
+              "requested_at": "2026-01-01T00:00:00.000Z", "id": "x", "requests": 1, "attempts": 0}  # fmt: skip
+    (q / "app.apply-99999999999999999999999.json").write_text(json.dumps(poison))
+    enqueue(q, "app", kind="heal", failure_id=3, source="watch")
+    seen: list[Trigger] = []
+    records = drain(app, action=lambda app, t: seen.append(t) or Outcome("ok", run_id=1))
+    assert [(t.kind, t.failure_id) for t in seen] == [("heal", 3)]
+    assert [(r["kind"], r["status"]) for r in records] == [("apply", "malformed"), ("heal", "done")]
+    assert (
+        recorded(app)[0][3] == "proposal_id: expected an id from 1 to 9223372036854775807, got 99999999999999999999999"
+    )
+    [aside] = [p for p in (q / ".rejected").iterdir() if not p.name.endswith(".reason")]
+    assert json.loads(aside.read_text()) == poison  # kept as it was, for a look
+    assert drain(app, action=lambda app, t: Outcome("ok")) == []  # and it blocks no later drain
+
+
+def test_a_trigger_for_a_project_not_configured_here_is_moved_aside_as_unknown_not_malformed(tmp_path: Path) -> None:
+    from pimainteno.commands.drain import UNKNOWN, Outcome, drain
+
+    app = drain_app(tmp_path, ["app"])
+    q = tmp_path / "state" / "queue"
+    enqueue(q, "other", source="hook")
+    next_millisecond()  # a later requested_at
+    enqueue(q, "app")
+    records = drain(app, action=lambda app, t: Outcome("ok"))
+    assert [(r["project"], r["status"]) for r in records] == [("other", UNKNOWN), ("app", "done")]
+    assert records[0]["detail"] == (
+        "unknown project 'other' (known: app); queue it again under the configuration that has it"
+    )
+    assert [p.name.split("Z-", 1)[1] for p in sorted((q / ".rejected").iterdir())] == [
+        "other.run.json", "other.run.json.reason"
+    ]  # fmt: skip
+
+
+def test_draining_reads_the_directory_a_few_times_not_once_per_trigger(tmp_path: Path, monkeypatch: Any) -> None:
+    from pimainteno.commands.drain import Outcome, drain
+
+    names = [f"p{i:03d}" for i in range(300)]
+    app = drain_app(tmp_path, names)
+    q = tmp_path / "state" / "queue"
+    for n in names:
+        enqueue(q, n)
+    scans: list[int] = []
+    real_scan = queue.scan
+    monkeypatch.setattr(queue, "scan", lambda d: scans.append(1) or real_scan(d))  # counts, then the real scan
+    late: list[str] = []
+
+    def action(app: Any, t: Trigger) -> Outcome:
+        if t.project == "p150" and not late:
+            late.append(enqueue(q, "p000", reason="queued while draining")[0].name)
+        return Outcome("ok")
+
+    records = drain(app, action=action)
+    assert [r["project"] for r in records] == [*names, "p000"]  # in order, and the late one too
+    assert len(scans) <= 3
+
+
+def test_drain_exits_4_after_a_failed_run_and_0_when_all_went_through(tmp_path: Path) -> None:
+    import shutil
+
+    write_config(tmp_path, f"[[project]]\npath = '{make_repo(tmp_path / 'app')}'\n")
+    assert run_cli("enqueue", "app").returncode == 0
+    shutil.rmtree(tmp_path / "app")  # the run cannot even start
+    failed = run_cli("drain")
+    assert failed.returncode == errors.TOOL_FAILED, failed.stderr
+    assert "app: run from cli — failed" in failed.stderr
+    empty = run_cli("drain")
+    assert (empty.returncode, empty.stderr.strip()) == (0, "pimainteno: the queue is empty")

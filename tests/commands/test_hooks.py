@@ -17,7 +17,7 @@ import pytest
 
 from pimainteno import config, errors, queue
 from pimainteno.commands.hooks import MARKER, install_hook, read_projects, uninstall_hook
-from tests.conftest import REPO_ROOT, make_repo, run_cli, run_git, write_config
+from tests.conftest import REPO_ROOT, CliResult, make_repo, run_cli, run_git, write_config
 
 FOREIGN = b'#!/bin/sh\n# someone else\'s hook\nls "$PIMAINTENO_QUEUE" 2>/dev/null | grep -c json >> ran-foreign.log\n'
 
@@ -67,7 +67,7 @@ def app_clone(tmp_path: Path) -> tuple[Path, Path]:
     return upstream, repo
 
 
-def install(*args: str) -> subprocess.CompletedProcess[str]:
+def install(*args: str) -> CliResult:
     result = run_cli("install-hook", *args)
     assert result.returncode == 0, result.stderr
     return result

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pimainteno import config, queue
@@ -23,13 +23,10 @@ from pimainteno.app import App
 from pimainteno.commands.apply import apply
 from pimainteno.commands.drain import drain
 from pimainteno.errors import PimaintenoError
-from tests.conftest import REPO_ROOT, make_repo
+from tests.conftest import PROFILES, REPO_ROOT, fuzz, make_repo
 from tests.soak.helpers import repo_state
 from tests.test_patch import POLICIES, mutants, snapshot
 from tests.test_patch import make_repo as make_patch_repo
-
-pytestmark = pytest.mark.slow
-PROPS = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 def one_line(e: PimaintenoError) -> None:
@@ -83,21 +80,25 @@ def sample_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert repo_state(repo) == before
 
 
-@settings(PROPS, max_examples=600)
-@given(data=CONFIGS)
-@example(data={"project": [{"path": "app", "name": "../x"}]})
-@example(data={"web": {"port": 10**30}, "llm": {"timeout": float("nan")}})
-def test_config_from_dict_accepts_or_refuses_in_one_line(sample_repo: Path, data: dict[str, Any]) -> None:
-    around = sorted(os.listdir(sample_repo.parent))  # loading creates nothing (state, queue, database)
-    try:
-        cfg = config.from_dict(data, sample_repo.parent / "PiMainteno.toml")
-    except PimaintenoError as e:
-        one_line(e)
-    else:
-        assert isinstance(cfg, config.Config)
-        for project in cfg.projects:
-            config.check_project_path(project)  # a message or None, never an exception
-    assert sorted(os.listdir(sample_repo.parent)) == around
+@pytest.mark.parametrize("profile", PROFILES)
+def test_config_from_dict_accepts_or_refuses_in_one_line(sample_repo: Path, profile: str) -> None:
+    @fuzz(profile, full=600)
+    @given(data=CONFIGS)
+    @example(data={"project": [{"path": "app", "name": "../x"}]})
+    @example(data={"web": {"port": 10**30}, "llm": {"timeout": float("nan")}})
+    def check(data: dict[str, Any]) -> None:
+        around = sorted(os.listdir(sample_repo.parent))  # loading creates nothing (state, queue, database)
+        try:
+            cfg = config.from_dict(data, sample_repo.parent / "PiMainteno.toml")
+        except PimaintenoError as e:
+            one_line(e)
+        else:
+            assert isinstance(cfg, config.Config)
+            for project in cfg.projects:
+                config.check_project_path(project)  # a message or None, never an exception
+        assert sorted(os.listdir(sample_repo.parent)) == around
+
+    check()
 
 
 EXAMPLE = (REPO_ROOT / "PiMainteno.toml").read_text()
@@ -129,35 +130,43 @@ DEEP_TOML = "x = " + "[" * 5000 + "]" * 5000 + "\n"
 DEEP_JSON = "[" * 5000 + "]" * 5000
 
 
-@settings(PROPS, max_examples=300)
-@given(text=mutated_example() | st.text(max_size=300), as_json=st.booleans())
-@example(text=DEEP_TOML, as_json=False)  # tomllib recurses: a RecursionError, not a ConfigError
-@example(text=DEEP_JSON, as_json=True)
-def test_config_load_refuses_bad_files_in_one_line(tmp_path: Path, text: str, as_json: bool) -> None:
-    path = tmp_path / ("PiMainteno.json" if as_json else "PiMainteno.toml")
-    if as_json:
-        try:  # the same content, as JSON when it is TOML at all
-            import tomllib
+@pytest.mark.parametrize("profile", PROFILES)
+def test_config_load_refuses_bad_files_in_one_line(tmp_path: Path, profile: str) -> None:
+    @fuzz(profile, full=300)
+    @given(text=mutated_example() | st.text(max_size=300), as_json=st.booleans())
+    @example(text=DEEP_TOML, as_json=False)  # tomllib recurses: a RecursionError, not a ConfigError
+    @example(text=DEEP_JSON, as_json=True)
+    def check(text: str, as_json: bool) -> None:
+        path = tmp_path / ("PiMainteno.json" if as_json else "PiMainteno.toml")
+        if as_json:
+            try:  # the same content, as JSON when it is TOML at all
+                import tomllib
 
-            text = json.dumps(tomllib.loads(text))
-        except Exception:  # noqa: BLE001 - not TOML: the text itself is the bad JSON
-            pass
-    path.write_text(text, encoding="utf-8", errors="surrogateescape")
-    try:
-        config.load(path)
-    except PimaintenoError as e:
-        one_line(e)
-
-
-@settings(PROPS, max_examples=150)
-@given(data=st.binary(max_size=400))
-def test_config_load_refuses_random_bytes_in_one_line(tmp_path: Path, data: bytes) -> None:
-    for name in ("PiMainteno.toml", "PiMainteno.json"):
-        (tmp_path / name).write_bytes(data)
+                text = json.dumps(tomllib.loads(text))
+            except Exception:  # noqa: BLE001 - not TOML: the text itself is the bad JSON
+                pass
+        path.write_text(text, encoding="utf-8", errors="surrogateescape")
         try:
-            config.load(tmp_path / name)
+            config.load(path)
         except PimaintenoError as e:
             one_line(e)
+
+    check()
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_config_load_refuses_random_bytes_in_one_line(tmp_path: Path, profile: str) -> None:
+    @fuzz(profile, full=150)
+    @given(data=st.binary(max_size=400))
+    def check(data: bytes) -> None:
+        for name in ("PiMainteno.toml", "PiMainteno.json"):
+            (tmp_path / name).write_bytes(data)
+            try:
+                config.load(tmp_path / name)
+            except PimaintenoError as e:
+                one_line(e)
+
+    check()
 
 
 # --- the trigger-file parser ------------------------------------------------------------------
@@ -200,18 +209,22 @@ def trigger_files(draw: st.DrawFn) -> bytes:
     return bytes(text)
 
 
-@settings(PROPS, max_examples=1500)
-@given(data=trigger_files())
-@example(data=b"[" * 60_000)  # json recurses: a RecursionError, not a MalformedTrigger
-@example(data=b'{"project": "app", "format": 1.0}')
-def test_trigger_parser_accepts_or_refuses_in_one_line(data: bytes) -> None:
-    try:
-        trigger = queue.parse_trigger(data)
-    except queue.MalformedTrigger as e:
-        one_line(e)
-    else:
-        assert queue.parse_trigger(trigger.to_json()) == trigger  # what is accepted is written back the same
-        assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*\.(run|heal|apply-\d+|reject-\d+)", trigger.key)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_trigger_parser_accepts_or_refuses_in_one_line(profile: str) -> None:
+    @fuzz(profile, full=1500)
+    @given(data=trigger_files())
+    @example(data=b"[" * 60_000)  # json recurses: a RecursionError, not a MalformedTrigger
+    @example(data=b'{"project": "app", "format": 1.0}')
+    def check(data: bytes) -> None:
+        try:
+            trigger = queue.parse_trigger(data)
+        except queue.MalformedTrigger as e:
+            one_line(e)
+        else:
+            assert queue.parse_trigger(trigger.to_json()) == trigger  # what is accepted is written back the same
+            assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*\.(run|heal|apply-\d+|reject-\d+)", trigger.key)
+
+    check()
 
 
 @pytest.fixture
@@ -223,23 +236,27 @@ def drained_app(tmp_path: Path) -> tuple[App, Path]:
     return App(), repo
 
 
-@settings(PROPS, max_examples=25)
-@given(files=st.lists(st.tuples(st.sampled_from(["app.run.json", "app.heal.json", "app.apply-1.json", "x.json",
-                                                 "notes.txt", "app.run.json.tmp"]), valid_trigger_files() | trigger_files()),
-                      min_size=1, max_size=3))  # fmt: skip
-@example(files=[("app.run.json", b"[" * 60_000)])  # the parser and the drain's record of it recurse
+@pytest.mark.parametrize("profile", PROFILES)
 def test_drain_of_random_trigger_files_never_breaks_or_touches_the_repository(
-    drained_app: tuple[App, Path], files: list[tuple[str, bytes]]
+    drained_app: tuple[App, Path], profile: str
 ) -> None:
-    app, repo = drained_app
-    before = repo_state(repo)
-    queue.ensure_dir(app.config.queue_dir)
-    for name, data in files:
-        (app.config.queue_dir / name).write_bytes(data)
-    records = drain(app)  # every outcome is a record; nothing raises
-    assert records and all(r["status"] in ("done", "failed", "malformed", "unknown-project") for r in records)
-    assert not [p for p in app.config.queue_dir.iterdir() if not p.name.startswith(".")], "a file stayed pending"
-    assert repo_state(repo) == before
+    @fuzz(profile, full=25)
+    @given(files=st.lists(st.tuples(st.sampled_from(["app.run.json", "app.heal.json", "app.apply-1.json", "x.json",
+                                                     "notes.txt", "app.run.json.tmp"]), valid_trigger_files() | trigger_files()),
+                          min_size=1, max_size=3))  # fmt: skip
+    @example(files=[("app.run.json", b"[" * 60_000)])  # the parser and the drain's record of it recurse
+    def check(files: list[tuple[str, bytes]]) -> None:
+        app, repo = drained_app
+        before = repo_state(repo)
+        queue.ensure_dir(app.config.queue_dir)
+        for name, data in files:
+            (app.config.queue_dir / name).write_bytes(data)
+        records = drain(app)  # every outcome is a record; nothing raises
+        assert records and all(r["status"] in ("done", "failed", "malformed", "unknown-project") for r in records)
+        assert not [p for p in app.config.queue_dir.iterdir() if not p.name.startswith(".")], "a file stayed pending"
+        assert repo_state(repo) == before
+
+    check()
 
 
 # --- the patch policy, one level up: `apply --check` --------------------------------------------
@@ -250,23 +267,27 @@ def patch_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_patch_repo(tmp_path_factory.mktemp("apply") / "repo")
 
 
-@settings(PROPS, max_examples=150)
-@given(text=mutants() | st.text(max_size=200), policy=POLICIES)
+@pytest.mark.parametrize("profile", PROFILES)
 def test_apply_check_only_refuses_in_one_line_and_changes_nothing(
-    tmp_path: Path, patch_repo: Path, text: str, policy: config.PatchPolicy
+    tmp_path: Path, patch_repo: Path, profile: str
 ) -> None:
-    protected = json.dumps(list(policy.protected))
-    (tmp_path / "PiMainteno.toml").write_text(
-        f'[[project]]\nname = "app"\npath = "{patch_repo}"\n\n[project.policy]\nallow_exec = {json.dumps(policy.allow_exec)}\n'
-        f"allow_binary = {json.dumps(policy.allow_binary)}\nprotected = {protected}\n"
-    )
-    before = snapshot(patch_repo)
-    try:
-        applied = apply(App(), text, project_name="app", check_only=True)
-        if not text.strip():
-            assert applied is None  # nothing to apply: success, with a hint on stderr
-        else:
-            assert applied is not None and applied.checked_only
-    except PimaintenoError as e:
-        one_line(e)
-    assert snapshot(patch_repo) == before
+    @fuzz(profile, full=150)
+    @given(text=mutants() | st.text(max_size=200), policy=POLICIES)
+    def check(text: str, policy: config.PatchPolicy) -> None:
+        protected = json.dumps(list(policy.protected))
+        (tmp_path / "PiMainteno.toml").write_text(
+            f'[[project]]\nname = "app"\npath = "{patch_repo}"\n\n[project.policy]\nallow_exec = {json.dumps(policy.allow_exec)}\n'
+            f"allow_binary = {json.dumps(policy.allow_binary)}\nprotected = {protected}\n"
+        )
+        before = snapshot(patch_repo)
+        try:
+            applied = apply(App(), text, project_name="app", check_only=True)
+            if not text.strip():
+                assert applied is None  # nothing to apply: success, with a hint on stderr
+            else:
+                assert applied is not None and applied.checked_only
+        except PimaintenoError as e:
+            one_line(e)
+        assert snapshot(patch_repo) == before
+
+    check()

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from pimainteno.queue import Claim, parse_trigger
+from tests.conftest import wait_until
 from tests.soak.helpers import env_with_repo
 
 pytestmark = pytest.mark.slow
@@ -148,14 +149,11 @@ def test_two_drains_consume_1200_triggers_each_exactly_once_in_linear_time(tmp_p
 
 def test_a_drain_killed_among_1200_triggers_leaves_its_one_trigger_to_the_next(tmp_path: Path) -> None:
     import signal
-    import time
 
     _many_triggers(tmp_path)
     log = tmp_path / "ran.log"
     [victim] = _drains(tmp_path, 1, 0.01)
-    deadline = time.monotonic() + 60
-    while (not log.exists() or len(log.read_text().splitlines()) < 100) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: log.exists() and len(log.read_text().splitlines()) >= 100, "100 triggers run", timeout=60)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
     [survivor] = _drains(tmp_path, 1, 0)

@@ -1,4 +1,4 @@
-"""16 concurrent writers of every kind for 30 s while the dashboard and `status` read.
+"""16 concurrent writers of every kind for 15 s (PIMAINTENO_SOAK_SECONDS) while the dashboard and `status` read.
 
 No "database is locked", no lost and no duplicated rows: every row a writer saw committed is in
 the database exactly once, and no reader ever got an error.
@@ -7,6 +7,7 @@ the database exactly once, and no reader ever got an error.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -21,7 +22,8 @@ from tests.soak.helpers import dashboard, env_with_repo, get
 
 pytestmark = pytest.mark.slow
 
-SECONDS = 30
+# 16 writers contend from the first second on 2 cores; a longer soak: PIMAINTENO_SOAK_SECONDS=300.
+SECONDS = float(os.environ.get("PIMAINTENO_SOAK_SECONDS", "15"))
 KINDS = ("runs", "llm_calls", "failures", "triggers")
 PER_KIND = 4
 PAGES = ("/", "/api/status", "/pimainteno/runs", "/pimainteno/llm_calls", "/pimainteno/failures",
@@ -83,7 +85,7 @@ def test_sixteen_writers_of_every_kind_with_the_dashboard_reading(tmp_path: Path
     errors = [e for r in results for e in r["errors"]]
     assert not errors, f"{len(errors)} writer errors, e.g. {errors[:5]}"
     assert not problems, f"{len(problems)} reader problems, e.g. {problems[:5]}"
-    assert seen["pages"] > 50 and seen["status"] > 5, seen
+    assert seen["pages"] > SECONDS * 5 / 3 and seen["status"] > SECONDS / 6, seen  # 50 and 5 in 30 s
 
     db = dbm.open_db(database)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
