@@ -329,3 +329,12 @@ def test_security_md_names_an_existing_test_for_each_finding() -> None:
         assert named or number == "4", f"finding {number} names no test"
         for path, name in named:
             assert re.search(rf"^(async )?def {name}\(", (root / path).read_text(), flags=re.M), f"{path}::{name}"
+
+
+def test_5_a_refused_notify_url_is_not_repeated_in_the_error(tmp_path: Path) -> None:
+    (tmp_path / "PiMainteno.toml").write_text(
+        f'[notify]\nurls = ["json://127.0.0.1:9/ok", "nosuchservice://user:{API_KEY}@host/"]\n'
+    )
+    result = run_cli("status")
+    assert result.returncode == errors.BAD_INPUT and "notify.urls: expected apprise URLs" in result.stderr
+    assert API_KEY not in result.stderr + result.stdout and "127.0.0.1:9" not in result.stderr

@@ -171,6 +171,7 @@ def build(cls: type, data: dict[str, Any], where: str, file: str, bases: dict[ty
                 raise ConfigError(f"{file}: {here}: expected {meta.get('expected') or describe(tp)}, got nothing")
             continue
         raw = data[name]
+        said = "a value not repeated here (it may hold a secret)" if meta.get("secret") or not f.repr else None
         if isinstance(raw, str) and raw in meta.get("refused", {}):
             raise ConfigError(f"{file}: {here}: {meta['refused'][raw]}")
         if meta.get("coerce"):
@@ -179,11 +180,11 @@ def build(cls: type, data: dict[str, Any], where: str, file: str, bases: dict[ty
             value = convert(tp, raw, here, file, bases)
         except Refused as e:
             raise ConfigError(
-                f"{file}: {here}: expected {meta.get('expected') or e.expected}, got {show(raw)}"
+                f"{file}: {here}: expected {meta.get('expected') or e.expected}, got {said or show(raw)}"
             ) from None
         problem = _bounds(value, meta) or (meta["check"](value) if meta.get("check") else None)
         if problem:
-            raise ConfigError(f"{file}: {here}: expected {meta.get('expected') or problem}, got {show(raw)}")
+            raise ConfigError(f"{file}: {here}: expected {meta.get('expected') or problem}, got {said or show(raw)}")
         values[name] = value
     if cls in bases:
         return dataclasses.replace(bases[cls], **values)

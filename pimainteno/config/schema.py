@@ -42,6 +42,7 @@ def key(
     factory: Callable[[], Any] | None = None,
     refused: dict[str, str] | None = None,
     example: Any = None,
+    secret: bool = False,
 ) -> Any:
     """One key: `doc` is its meaning, `shown` the default as the docs say it when not a literal,
     `expected` the phrase an error uses, `check` returns what was expected when a value is refused,
@@ -49,7 +50,7 @@ def key(
     `refused` maps values that are known but not accepted to the reason (one line), and
     `example` is what the example file shows for a key that is unset by default."""
     meta: dict[str, Any] = {"doc": doc, "shown": shown, "expected": expected, "ge": ge, "le": le, "aliases": aliases}
-    meta |= {"check": check, "coerce": coerce, "refused": refused or {}, "example": example}
+    meta |= {"check": check, "coerce": coerce, "refused": refused or {}, "example": example, "secret": secret}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -315,7 +316,7 @@ class GitConfig:
 class NotifyConfig:
     urls: tuple[str, ...] = key(
         (),
-        check=forms.notify_urls,
+        check=forms.notify_urls, secret=True,  # URLs carry tokens: an error never repeats them
         doc="apprise URLs to notify (ntfy, Gotify, email, ...)",
         example=["ntfy://pimainteno-alerts"],
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pimainteno import git, records
+from pimainteno import records
 from pimainteno.errors import InputError
 from pimainteno.pipeline.request import Request, RunOutcome
 from pimainteno.records import ProposalStatus
@@ -27,13 +27,9 @@ def dispatch(app: App, request: Request) -> RunOutcome | Outcome:
     """Run what a request asks for; everything it runs carries the guard so our hook queues nothing more."""
     if request.kind == "reject":
         return reject_proposal(app, request)
-    from plumbum import local
-
     from pimainteno.pipeline.chain import run
 
-    # plumbum (git.py) copied the environment when it was imported: os.environ alone would not reach git.
-    with local.env(**{git.GUARD_ENV: "1"}):
-        return run(app, request)
+    return run(app, request)  # git() itself sets the guard on every git it runs (git._ENV)
 
 
 def reject_proposal(app: App, request: Request) -> Outcome:
