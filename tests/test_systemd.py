@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from pimainteno import errors
+from tests.conftest import make_repo, run_cli
 from tests.sandbox import REPO, SystemdSandbox, unavailable_reason
 
 pytest_plugins = ["tests.conftest_systemd"]
@@ -388,3 +390,16 @@ def test_sandbox_boots_fast_and_leaves_nothing_behind() -> None:
     assert not Path(f"/proc/{pid}").exists()
     assert cgroup is not None and not cgroup.exists()
     assert sorted(os.listdir("/dev")) == dev_before  # e.g. no /dev/log symlink left on the host
+
+
+def test_install_systemd_enable_without_systemd_writes_nothing(tmp_path: Path) -> None:
+    from pimainteno.commands.install_systemd import systemd_missing
+
+    if systemd_missing(user=False) is None:
+        pytest.skip("systemd runs on this machine: the refusal is for machines without it")
+    repo = make_repo(tmp_path / "app")
+    (tmp_path / "PiMainteno.toml").write_text(f'[[project]]\npath = "{repo}"\n')
+    result = run_cli("install-systemd", "--enable", "--unit-dir", str(tmp_path / "units"))
+    assert result.returncode == errors.TOOL_FAILED
+    assert result.stderr.startswith("Error: systemd is not running on this machine: nothing written")
+    assert not (tmp_path / "units").exists()

@@ -132,6 +132,14 @@ def _retire_replicate(app: App, target: Path, config: str, user: bool, enable: b
     return [*actions, Action("removed", str(path))]
 
 
+def systemd_missing(user: bool) -> str | None:
+    """Why no systemd manager can take the units here (sd_booted's test), or None."""
+    if not user:
+        return None if Path("/run/systemd/system").is_dir() else "systemd is not running on this machine"
+    runtime = Path(os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}")
+    return None if (runtime / "systemd").is_dir() else f"no systemd user manager for this user ({runtime}/systemd)"
+
+
 def install_systemd(
     app: App, *, user: bool = False, unit_dir: Path | None = None, enable: bool = False, force: bool = False
 ) -> list[Action]:
@@ -139,6 +147,9 @@ def install_systemd(
     Units rendered from another configuration file are replaced only with ``force``."""
     if user and app.config.monitor.enabled and not app.config.monitor.user:
         log.warning("user units, but [systemd_monitor] user = false: watch and restart will use the system manager")
+    if enable and (why := systemd_missing(user)):  # before writing anything: nothing half-installed
+        raise ToolError(f"{why}: nothing written; run install-systemd without --enable (or with --unit-dir DIR) "
+                        "to only render the units")  # fmt: skip
     files = units.rendered(app, user=user)
     target = unit_dir or unit_dir_for(user)
     config = units.rendered_config(next(iter(files.values()))) or ""

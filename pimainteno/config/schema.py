@@ -316,7 +316,8 @@ class GitConfig:
 class NotifyConfig:
     urls: tuple[str, ...] = key(
         (),
-        check=forms.notify_urls, secret=True,  # URLs carry tokens: an error never repeats them
+        check=forms.notify_urls,
+        secret=True,  # URLs carry tokens: an error never repeats them
         doc="apprise URLs to notify (ntfy, Gotify, email, ...)",
         example=["ntfy://pimainteno-alerts"],
     )
