@@ -78,6 +78,9 @@ TESTED_ELSEWHERE = {
     "watch": "systemd/test_watch.py",
     "restart": "systemd/test_restart.py",
     "install_systemd": "systemd/test_units.py",
+    "fleet": "test_fleet.py",
+    "replicate": "test_fleet.py",
+    "notify": "test_notify.py",
 }
 
 

@@ -262,7 +262,9 @@ def test_a_failure_and_a_heal_given_up_are_told(receiver: Receiver, tmp_path: Pa
     _configure_run(tmp_path, receiver.url)
     text = (tmp_path / "PiMainteno.toml").read_text()
     text = text.replace('name = "app"\n', 'name = "app"\nunit = "app.service"\n')
-    (tmp_path / "PiMainteno.toml").write_text("[systemd_monitor]\nheal_limit = 1\n\n" + text)
+    (tmp_path / "PiMainteno.toml").write_text(
+        "[systemd_monitor]\nheal_limit = 1\ncoalesce = 0  # one row per failure, as before coalescing\n\n" + text
+    )
     app = App()
 
     def fail(invocation: str) -> str:

@@ -169,8 +169,8 @@ def _chain(app: App, project: Project, rec: Recorder, request: Request) -> RunOu
             entry["outcome"], entry["detail"] = pushed, why = push_or_hold(app, project, run_id=rec.run_id)
         out = restart_after_push(app, project, rec, out)
         paid(app, project)
-        if pushed == "failed" and out.status == "ok" and not out.error:  # healed locally; the push still owed
-            out = out.but(error=why, exit_code=errors.TOOL_FAILED)
+        if pushed == "failed" and out.status == "ok" and not out.error:  # running locally; the push still owed
+            out = out.but(status="failed", error=why, exit_code=errors.TOOL_FAILED)
     return out
 
 

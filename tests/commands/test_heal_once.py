@@ -43,7 +43,7 @@ def test_a_heal_makes_one_codex_run_and_commits_with_its_subject(tmp_path: Path,
         assert run_git(tmp_path / "remote.git", "rev-parse", "main") == run_git(repo, "rev-parse", "HEAD")
         d = db.open_db(tmp_path / "state" / "pimainteno.db")
         (steps,) = [json.loads(r["steps"]) for r in d.query("SELECT steps FROM runs")]
-        assert [s["step"] for s in steps][:2] == ["propose", "validate"]  # no summarize step
+        assert [s["step"] for s in steps][:3] == ["still-needed", "propose", "validate"]  # no summarize step
 
 
 def test_a_malformed_structured_answer_falls_back_to_the_recorded_commit_message_call(

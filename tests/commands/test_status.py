@@ -55,11 +55,11 @@ def test_a_finished_heal_is_no_longer_queued(tmp_path: Path) -> None:
     }  # fmt: skip
     assert f"failure #{failure} app.service exit-code at " in invoke("status").stdout
     assert "(heal: healed)" in invoke("status").stdout
-    # nothing left to fix: a second heal of a new failure ends failed, and names its run
+    # nothing left to fix: a second heal of a new failure ends `nothing`, and names its run
     second = queued_failure(tmp_path)
     assert invoke("run", "app", "--failure", str(second)).exit_code == 0
     row = records.failure_row(database(tmp_path), second)
-    assert row is not None and (row["heal"], row["run_id"]) == ("failed", 2)
+    assert row is not None and (row["heal"], row["run_id"]) == ("nothing", 2)
     assert (repo / "demo_app" / "convert.py").exists()
 
 

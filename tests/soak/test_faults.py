@@ -154,7 +154,7 @@ def test_refused_push_keeps_the_commit_local_and_the_next_run_pushes_it(tmp_path
     error = failed_cleanly(result, errors.TOOL_FAILED, "failed")
     assert "push" in error and "\n" not in error, error
     (run,) = rows(tmp_path, "select * from runs")
-    assert (run["status"], run["step"]) == ("failed", "push")
+    assert (run["status"], run["step"]) == ("failed", "restart")  # the refused push does not keep the unit down
     (commit,) = rows(tmp_path, "select * from commits")
     assert commit["pushed_at"] is None and commit["push_error"]
     # the whole validated commit is in, nothing else: a clean tree, one worktree, the remote untouched

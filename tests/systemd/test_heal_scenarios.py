@@ -178,7 +178,8 @@ def test_a_remote_that_moved_on_and_conflicts_wedges_nothing(systemd_sandbox: Sy
     assert ("push", "failed") in steps(root, 1) and steps(root, 1)[-1] == ("restart-after-rollback", "ok")
     assert active(systemd_sandbox) == "active"
 
-    second = pm(systemd_sandbox, config, "run", "app")  # proposes, heals locally, pushes nothing
+    # The same change was just rolled back: only --retry-known tries it again (the memory of failed fixes)
+    second = pm(systemd_sandbox, config, "run", "app", "--retry-known")  # proposes, heals locally, pushes nothing
     assert steps(root, 2)[0] == ("push-pending", "skipped") and ("propose", "ok") in steps(root, 2), second.stderr
     assert ("push", "skipped") in steps(root, 2) and ("push-revert", "skipped") in steps(root, 2)
     (diverged,) = query(root, "SELECT value FROM status WHERE key = 'diverged.app'")[0]
