@@ -314,13 +314,10 @@ class GitConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class NotifyConfig:
-    urls: tuple[str, ...] = key(
-        (),
-        check=forms.notify_urls,
-        secret=True,  # URLs carry tokens: an error never repeats them
-        doc="apprise URLs to notify (ntfy, Gotify, email, ...)",
+    urls: tuple[str, ...] = key(  # secret: URLs carry tokens, so an error never repeats them
+        (), check=forms.notify_urls, secret=True, doc="apprise URLs to notify (ntfy, Gotify, email, ...)",
         example=["ntfy://pimainteno-alerts"],
-    )
+    )  # fmt: skip
     events: tuple[Event, ...] = key(EVENTS, doc="which events are sent")
     max_per_hour: int = key(20, ge=0, doc="at most this many notifications per hour; the rest fold into one summary")
     timeout: float = key(10.0, ge=0.1, doc="seconds one notification may take; a slow notifier never slows a run")

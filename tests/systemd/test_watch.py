@@ -80,7 +80,7 @@ def test_watch_records_the_failure_with_its_journal_and_queues_a_heal(
 
 
 def test_heals_are_rate_limited_per_unit(systemd_sandbox: SystemdSandbox, root: Path) -> None:
-    window = 5
+    window = 15  # long enough for four failures and heals on a loaded machine
     extra = f"[systemd_monitor]\nheal_limit = 3\nheal_window = {window}\ncoalesce = 0\n"  # a row per failure
     config = make_project(root, unit="pm-loop.service", extra=extra)
     systemd_sandbox.write_unit("pm-loop.service", "[Service]\nExecStart=/bin/sh -c 'echo crash-loop >&2; exit 9'\n")
