@@ -38,8 +38,9 @@ lint: $(VENV)/.installed
 	$(PY) -m cogapp -I docs --check docs/commands.md docs/configuration.md PiMainteno.toml
 
 # Everything, the slow soak and full property runs included; pytest's status is make's (5, no tests ran, fails).
+# Four workers on two cores: most tests wait on git, codex, bubblewrap or a booted systemd, not the CPU.
 test: deps lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 4
 
 # The quick loop while working: the property tests' small sample, no soak tests.
 test-quick: $(VENV)/.installed

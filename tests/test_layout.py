@@ -125,6 +125,7 @@ SKIPS = "import pytest\n\ndef test_needs_a_tool():\n    pytest.skip('no codex he
 def test_in_ci_a_skipped_test_fails_the_session(tmp_path: Path) -> None:
     assert run_pytest(tmp_path, SKIPS, ci=False) == 0
     assert run_pytest(tmp_path, SKIPS, ci=True) == 1
+    assert run_pytest(tmp_path, SKIPS, "-p", "xdist", "-n", "2", ci=True) == 1  # with workers, as `make test`
 
 
 def test_no_tests_ran_is_a_failure_and_make_test_keeps_pytests_status(tmp_path: Path) -> None:
