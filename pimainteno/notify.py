@@ -21,7 +21,18 @@ from typing import Any
 from pimainteno import records
 from pimainteno.config.schema import EVENTS
 
-__all__ = ["EVENTS", "Sent", "about_failure", "about_run", "link", "notify", "scheme", "url_problem", "wanted"]
+__all__ = [
+    "EVENTS",
+    "Sent",
+    "about_diverged",
+    "about_failure",
+    "about_run",
+    "link",
+    "notify",
+    "scheme",
+    "url_problem",
+    "wanted",
+]
 log = logging.getLogger("pimainteno")
 
 TITLES = {
@@ -32,6 +43,7 @@ TITLES = {
     "proposal_waiting": "a proposal waits for approval",
     "run_failed": "a run failed",
     "stale": "a proposal went stale",
+    "diverged": "diverged from its remote",
     "test": "test notification",
 }
 BODY_LIMIT = 2000
@@ -150,8 +162,8 @@ def wanted(config: Any, events: Iterable[str]) -> bool:
 #
 # A run ends: pushed (a commit pushed and its unit healthy, or not restarted), rolled_back, run_failed,
 # proposal_waiting (its proposal waits for a person), stale (its proposal no longer applies). A
-# failure is recorded: failure, or heal_gave_up when the heal limit holds its heal back. Each is sent
-# once, from one place; none of this may fail or slow the run beyond `[notify] timeout` per target.
+# failure is recorded: failure, or heal_gave_up when the heal limit holds its heal back. A project is
+# marked diverged from its remote: diverged (once, when the mark is set). Each is sent once, from one place; none of this may fail or slow the run beyond `[notify] timeout` per target.
 
 WAITING_STATUSES = ("proposed", "approved", "validated", "checked")
 
@@ -229,4 +241,18 @@ def about_failure(app: Any, recorded: Any) -> list[Sent]:
                       link=link(app, "failures", recorded.failure_id), scrub=records.scrub)  # fmt: skip
     except Exception as e:  # a notification never breaks what it reports on
         log.warning("could not notify about failure #%s: %s", getattr(recorded, "failure_id", "?"), e)
+        return []
+
+
+def about_diverged(app: Any, project: str, why: str) -> list[Sent]:
+    """Tell the owner a project was just marked diverged (pipeline.pending sends it once per divergence)."""
+    try:
+        if not wanted(app.config, ["diverged"]):
+            return []
+        body = (
+            f"{project} is diverged from its remote: {why}. The first run that finds them reconciled clears the mark."
+        )
+        return notify(app.config, app.db, "diverged", project=project, body=body, scrub=records.scrub)
+    except Exception as e:  # a notification never breaks what it reports on
+        log.warning("could not notify that %s diverged: %s", project, e)
         return []

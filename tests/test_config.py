@@ -270,7 +270,7 @@ def test_defaults_come_from_the_schema(tmp_path: Path) -> None:
     assert (cfg.monitor.coalesce, cfg.monitor.retention_days) == (60.0, 30.0)
     assert cfg.notify == config.NotifyConfig(urls=(), max_per_hour=20, timeout=10.0)
     assert cfg.notify.events == ("pushed", "rolled_back", "heal_gave_up", "failure", "proposal_waiting",
-                                 "run_failed", "stale")  # fmt: skip
+                                 "run_failed", "stale", "diverged")  # fmt: skip
 
 
 def test_new_keys_load(tmp_path: Path) -> None:

@@ -278,3 +278,27 @@ def test_a_failure_and_a_heal_given_up_are_told(receiver: Receiver, tmp_path: Pa
     assert "failure #1: app.service failed (exit-code, status 3); heal queued" in receiver.posts[0]["message"]
     assert receiver.posts[1]["title"] == "pimainteno: app gave up healing"
     assert "http://pi.local:8001/pimainteno/failures/2" in receiver.posts[1]["message"]
+
+
+def test_a_project_that_diverges_is_told_once_not_on_every_run(receiver: Receiver, tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.conftest import run_cli, run_git
+
+    repo = _configure_run(tmp_path, receiver.url)
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(tmp_path / "remote.git"), str(other)], check=True)
+    (other / "README.md").write_text("# rewritten upstream\n")
+    run_git(other, "commit", "-qam", "upstream")
+    run_git(other, "push", "-q", "origin", "HEAD:main")
+    (repo / "LOCAL").write_text("the owner's own local commit\n")  # not pimainteno's: it cannot be replayed
+    run_git(repo, "add", "LOCAL")
+    run_git(repo, "commit", "-qm", "local work")
+    run_cli("run", "app")  # commits the fix locally; its push is refused (not a fast-forward)
+    assert [e for e, _, _ in _rows(tmp_path)].count("diverged") == 0
+    run_cli("run", "app", "--reason", "again")  # push-pending finds the remote moved on: diverged
+    run_cli("run", "app", "--reason", "once more")  # still diverged: nothing new to tell
+    assert [r for r in _rows(tmp_path) if r[0] == "diverged"] == [("diverged", "json", "sent")]
+    [told] = [p for p in receiver.posts if p["title"] == "pimainteno: app diverged from its remote"]
+    assert told["message"].startswith("app is diverged from its remote: origin refs/heads/main moved on to ")
+    assert "commits pimainteno did not make" in told["message"] and told["message"].endswith("clears the mark.")

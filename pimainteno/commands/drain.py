@@ -81,7 +81,11 @@ def drain(
     deferred: dict[Path, tuple[Trigger | MalformedTrigger, float, float]] = {}  # path: (trigger, due, delay)
 
     def consume(path: Path, item: Trigger | MalformedTrigger, delay: float) -> int:
-        record = _consume(app, claim, path, item, action)
+        try:
+            record = _consume(app, claim, path, item, action)
+        except TRANSIENT:  # it stays claimed by this live drain: run it again once the database takes writes
+            deferred[path] = (item, time.monotonic(), delay)
+            raise
         if record is None:  # its project is locked: try again later, it stays claimed (and queued)
             deferred[path] = (item, time.monotonic() + delay, min(delay * 2, RETRY_MAX))
             return 0

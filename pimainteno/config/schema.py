@@ -16,16 +16,10 @@ Command = str | tuple[str, ...]
 NO_LLM = {"llm": '"llm" is not available; use codex or command'}
 Mode = Literal["propose", "apply", "commit", "push"]
 MODES: tuple[str, ...] = get_args(Mode)  # how far an automatic run may go, in chain order
-Event = Literal["pushed", "rolled_back", "heal_gave_up", "failure", "proposal_waiting", "run_failed", "stale"]
-EVENTS: tuple[Event, ...] = (
-    "pushed",
-    "rolled_back",
-    "heal_gave_up",
-    "failure",
-    "proposal_waiting",
-    "run_failed",
-    "stale",
-)
+Event = Literal[
+    "pushed", "rolled_back", "heal_gave_up", "failure", "proposal_waiting", "run_failed", "stale", "diverged"
+]
+EVENTS: tuple[Event, ...] = get_args(Event)  # every event, in this order
 
 
 def key(

@@ -12,6 +12,7 @@ from pimainteno.dashboard import queries, render, runtime
 from pimainteno.records.base import proof_of
 
 # Which `status` keys each service card shows (by prefix); the rest are listed apart, folded.
+DIVERGED = "diverged."  # pipeline.pending's mark: a project whose remote moved on and cannot be pushed to
 CARDS = {"scheduler": ("scheduler.",), "watcher": ("systemd.", "watch."), "queue": ("drain.", "queue.")}
 
 
@@ -73,10 +74,10 @@ def _redact_all(value: Any, secrets: list[str]) -> Any:
     return value
 
 
-def _beat(beats: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
+def _beat(beats: dict[str, dict[str, Any]], key: str, limit: int = 200) -> dict[str, Any]:
     b = beats[key]
     value = b["value"] or ""
-    shown = value if len(value) <= 200 else value[:199] + "…"
+    shown = value if len(value) <= limit else value[: limit - 1] + "…"
     return {
         "key": key,
         **b,
@@ -86,7 +87,7 @@ def _beat(beats: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
     }
 
 
-def _shape_project(p: dict[str, Any], queued: list[dict[str, Any]]) -> dict[str, Any]:
+def _shape_project(p: dict[str, Any], queued: list[dict[str, Any]], diverged: dict[str, Any] | None) -> dict[str, Any]:
     summary = p["summary"]
     if summary:
         summary["html"] = render.markdown_html(summary["text"])
@@ -105,6 +106,7 @@ def _shape_project(p: dict[str, Any], queued: list[dict[str, Any]]) -> dict[str,
         **p,
         "approvals": p["waits"] and p["configured"],
         "queued": queued,
+        "diverged": diverged,  # the `diverged.<name>` status key: why, and since when
     }
 
 
@@ -120,7 +122,10 @@ def context(datasette: Any, data: dict[str, Any], loaded: runtime.Loaded, can_ru
         by_project.setdefault(str(item.get("project")), []).append(item)
     cards: dict[str, list[dict[str, Any]]] = {name: [] for name in CARDS}
     other: list[dict[str, Any]] = []
-    for key in sorted(beats):
+    names = {p["name"] for p in data["projects"]}
+    mine = [k for k in beats if k.startswith(DIVERGED) and k.removeprefix(DIVERGED) in names]
+    diverged = {k.removeprefix(DIVERGED): _beat(beats, k, 2000) for k in mine}
+    for key in sorted(set(beats) - set(mine)):  # a project's diverged mark is shown on that project
         card = next((name for name, prefixes in CARDS.items() if key.startswith(prefixes)), None)
         (cards[card] if card else other).append(_beat(beats, key))
     return {
@@ -140,7 +145,9 @@ def context(datasette: Any, data: dict[str, Any], loaded: runtime.Loaded, can_ru
         "queue": queue,
         "queue_beats": cards["queue"],
         "other_beats": other,
-        "projects": [_shape_project(p, by_project.get(p["name"], [])) for p in data["projects"]],
+        "projects": [
+            _shape_project(p, by_project.get(p["name"], []), diverged.get(p["name"])) for p in data["projects"]
+        ],
         "ago": render.ago,
         "short_time": render.short_time,
     }

@@ -12,7 +12,8 @@ the remote's branch:
                                      (`reset --keep`: local changes stay, or it refuses)
     ...and that cannot be done       (the checkout has someone else's commits, a replay conflicts, the
                                      tests fail, the push is refused) the project is marked `diverged`
-                                     (status key `diverged.<project>`, shown by `status` and `doctor`)
+                                     (status key `diverged.<project>`, shown by `status`, `doctor` and the
+                                     dashboard; a `diverged` notification when the mark is set)
                                      and later runs heal on the local checkout without pushing; the next
                                      run that finds the remote reconciled (someone merged or pulled)
                                      clears the mark
@@ -25,7 +26,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from pimainteno import git, records
+from pimainteno import git, notify, records
 from pimainteno.errors import PimaintenoError
 
 if TYPE_CHECKING:
@@ -84,11 +85,21 @@ def push_pending(app: App, project: Project, *, run_id: int | None = None) -> tu
         "pimainteno heals on the local checkout without pushing until the two are reconciled (merge or rebase, "
         "then push)"
     )
-    if diverged(app, project) != why:
-        log.warning("%s: diverged: %s", project.name, why)
-    records.set_status(app.db, DIVERGED + project.name, why)
+    mark(app, project, why)
     records.note_push_error(app.db, project.name, why)
     return "skipped", why
+
+
+def mark(app: App, project: Project, why: str) -> None:
+    """Mark the project diverged; the owner is told once, when it becomes diverged (not on every run).
+    The status row's time is when the current reason was first seen (it is rewritten only when it changes)."""
+    before = diverged(app, project)
+    if before == why:
+        return
+    log.warning("%s: diverged: %s", project.name, why)
+    records.set_status(app.db, DIVERGED + project.name, why)
+    if before is None:
+        notify.about_diverged(app, project.name, why)
 
 
 def replay(app: App, project: Project, tip: str, head: str, ref: str) -> str:

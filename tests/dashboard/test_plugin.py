@@ -291,3 +291,23 @@ def test_prepare_binds_loopback_keeps_the_secret_and_refuses_a_busy_port(tmp_pat
         port = busy.getsockname()[1]
         with pytest.raises(ToolError, match=f"cannot listen on 127.0.0.1:{port}: .*; pass another --port"):
             prepare(App(str(config_path)), port=port)
+
+
+async def test_a_diverged_project_shows_a_badge_with_the_reason_and_since_when(tmp_path: Path) -> None:
+    from pimainteno.app import App
+    from pimainteno.pipeline import pending as pending_pushes
+
+    site = Site(tmp_path)
+    app = App(str(site.config_path))
+    project = app.config.project("app")
+    why = "origin main moved on to 0123456789ab, which does not contain <b>fedcba987654</b>, and it conflicts"
+    pending_pushes.mark(app, project, why)
+    since = app.db.execute("SELECT updated_at FROM status WHERE key = 'diverged.app'").fetchone()[0]
+    pending_pushes.mark(app, project, why)  # a later run finds it still diverged: the time stays the first one
+    assert app.db.execute("SELECT updated_at FROM status WHERE key = 'diverged.app'").fetchone()[0] == since
+    page = (await site.ds.client.get("/")).text
+    badge = page[page.index('id="diverged-app"') : page.index("</p>", page.index('id="diverged-app"'))]
+    assert "diverged</strong> since" in badge and since.replace("T", " ").split(".")[0] in badge
+    assert "which does not contain &lt;b&gt;fedcba987654&lt;/b&gt;, and it conflicts" in badge
+    assert page.index('id="diverged-app"') > page.index('id="project-app"')
+    assert "<code>diverged.app</code>" not in page  # on its project, not among the other status keys
