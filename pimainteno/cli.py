@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sqlite3
 import sys
 import traceback
 from pathlib import Path
@@ -19,57 +18,11 @@ import click
 
 from pimainteno import __version__, errors
 from pimainteno.app import App, log_file, setup_logging
-from pimainteno.queue import MAX_ID
+from pimainteno.cli_common import ROW_ID, Group, json_option, print_json
+
+__all__ = ["ROW_ID", "cli", "json_option", "main", "print_json"]
 
 log = logging.getLogger("pimainteno")
-
-
-class _Failure(click.ClickException):
-    """An expected failure: one `Error: ...` line and its documented exit code."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code  # type: ignore[misc]
-
-
-class Group(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except errors.PimaintenoError as e:
-            from pimainteno.records import scrub  # no configured secret on stderr either
-
-            raise _Failure(scrub(str(e)), e.exit_code) from None
-        except sqlite3.Error as e:  # a locked, full or failing database is the host's fault, not a bug
-            from pimainteno import db
-
-            app = ctx.obj if isinstance(ctx.obj, App) else None
-            fault = db.host_fault(e, app.__dict__.get("database_path") if app else None)
-            if fault is None:
-                raise
-            if ctx.meta.get(JSON_META):
-                click.echo(json.dumps({"error": str(fault), "exit_code": fault.exit_code}))
-            raise _Failure(str(fault), fault.exit_code) from None
-
-
-ROW_ID = click.IntRange(1, MAX_ID)  # every id option: what SQLite can hold; else a usage error (exit 2)
-
-
-JSON_META = "pimainteno.json"  # set in ctx.meta by --json, so an error at the top can answer in JSON too
-
-
-def json_option(f: Any) -> Any:
-    def remember(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
-        ctx.meta[JSON_META] = value
-        return value
-
-    return click.option("--json", "json_", is_flag=True, callback=remember, help="Print JSON instead of text.")(f)
-
-
-def print_json(data: Any) -> None:
-    import json
-
-    click.echo(json.dumps(data, indent=2, default=str))
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -267,11 +220,11 @@ def drain(app: App, follow: bool, json_: bool) -> None:
         click.get_current_context().exit(errors.TOOL_FAILED)
 
 
-# The set-up and service commands live beside this module; importing it registers them.
-from pimainteno import cli_host  # noqa: E402,F401
+# The set-up, service and fleet commands live beside this module, each module listing its commands.
 from pimainteno.cli_fleet import COMMANDS as _FLEET_COMMANDS  # noqa: E402
+from pimainteno.cli_host import COMMANDS as _HOST_COMMANDS  # noqa: E402
 
-for _command in _FLEET_COMMANDS:
+for _command in (*_HOST_COMMANDS, *_FLEET_COMMANDS):
     cli.add_command(_command)
 
 

@@ -1,6 +1,6 @@
 """The set-up and service commands of `pimainteno`: init, add, remove, doctor, hooks, systemd, dashboard.
 
-Registered on the group in pimainteno/cli.py; the same light-import rule holds (`--help` imports no
+Listed in COMMANDS, which pimainteno/cli.py adds to its group; the same light-import rule holds (`--help` imports no
 command module).
 """
 
@@ -13,10 +13,10 @@ import click
 
 from pimainteno import errors
 from pimainteno.app import App
-from pimainteno.cli import cli, json_option, print_json
+from pimainteno.cli_common import json_option, print_json
 
 
-@cli.command()
+@click.command()
 @click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--system", is_flag=True, help="Write /etc/pimainteno/PiMainteno.toml (root) instead of ~/.config.")
 @click.pass_obj
@@ -27,7 +27,7 @@ def init(app: App, path: Path | None, system: bool) -> None:
     cmd.init(path, app.config_path, app.db_path, system=system)
 
 
-@cli.command()
+@click.command()
 @click.argument("path", required=False, default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", help="The project's name [default: the directory's name].")
 @json_option
@@ -40,7 +40,7 @@ def add(app: App, path: Path, name: str | None, json_: bool) -> None:
     print_json({**added.values, "sources": added.sources}) if json_ else click.echo("\n".join(cmd.lines(added)))
 
 
-@cli.command()
+@click.command()
 @click.argument("name")
 @click.pass_obj
 def remove(app: App, name: str) -> None:
@@ -50,7 +50,7 @@ def remove(app: App, name: str) -> None:
     click.echo(f"removed project {name} ({cmd.remove(app, name)}); its repository is untouched", err=True)
 
 
-@cli.command()
+@click.command()
 @click.argument("project", required=False)
 @click.option("--run-tests", is_flag=True, help="Also run each project's test command once in the proof sandbox.")
 @json_option
@@ -64,7 +64,7 @@ def doctor(app: App, project: str | None, run_tests: bool, json_: bool) -> None:
     click.get_current_context().exit(cmd.exit_code(checks))
 
 
-@cli.command()
+@click.command()
 @click.option("--host", metavar="HOST", help="Address to listen on [default: the config's [web] host, 127.0.0.1].")
 @click.option("--port", type=click.IntRange(0, 65535), metavar="PORT", help="Port [default: [web] port; 0: any].")
 @click.pass_obj
@@ -75,7 +75,7 @@ def dashboard(app: App, host: str | None, port: int | None) -> None:
     cmd.dashboard(app, host, port)
 
 
-@cli.command("install-hook")
+@click.command("install-hook")
 @click.argument("project")
 @click.pass_obj
 def install_hook(app: App, project: str) -> None:
@@ -90,7 +90,7 @@ def install_hook(app: App, project: str) -> None:
     )
 
 
-@cli.command("uninstall-hook")
+@click.command("uninstall-hook")
 @click.argument("project")
 @click.pass_obj
 def uninstall_hook(app: App, project: str) -> None:
@@ -102,7 +102,7 @@ def uninstall_hook(app: App, project: str) -> None:
     click.echo(cmd.describe(cmd.uninstall_hook(proj, config_path), False, proj.name), err=True)
 
 
-@cli.command()
+@click.command()
 @click.argument("target", metavar="PROJECT|UNIT")
 @click.option(
     "--timeout", type=click.FloatRange(min=1), metavar="S", help="Wait for the job [default: restart_timeout]."
@@ -126,7 +126,7 @@ def restart(app: App, target: str, timeout: float | None, settle: float | None, 
         click.get_current_context().exit(errors.VALIDATION_FAILED)
 
 
-@cli.command()
+@click.command()
 @click.option("--for", "duration", type=click.FloatRange(min=0), metavar="SECONDS", help="Stop after SECONDS.")
 @json_option
 @click.pass_obj
@@ -137,7 +137,7 @@ def watch(app: App, duration: float | None, json_: bool) -> None:
     cmd.watch(app, duration=duration, on_record=lambda r: click.echo(json.dumps(r.as_dict()) if json_ else r.line()))
 
 
-@cli.command()
+@click.command()
 @click.argument("unit")
 @json_option
 @click.pass_obj
@@ -152,7 +152,7 @@ def heal(app: App, unit: str, json_: bool) -> None:
         click.echo(json.dumps(done.as_dict()) if json_ else done.line())
 
 
-@cli.command("install-systemd")
+@click.command("install-systemd")
 @click.option("--user", "user_mode", is_flag=True, help="User units for the user manager (systemctl --user).")
 @click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR", help="Write units here.")
 @click.option(
@@ -175,7 +175,7 @@ def install_systemd(app: App, user_mode: bool, unit_dir: Path | None, enable: bo
         click.echo("not enabled: re-run with --enable to reload systemd and start the units", err=True)
 
 
-@cli.command()
+@click.command()
 @click.option("--test", "test", is_flag=True, help="Send one test notification to every target in [notify] urls.")
 @json_option
 @click.pass_obj
@@ -190,3 +190,19 @@ def notify(app: App, test: bool, json_: bool) -> None:
         click.echo(json.dumps(s.__dict__) if json_ else cmd.line(s))
     if any(s.outcome != "sent" for s in sent):
         click.get_current_context().exit(errors.TOOL_FAILED)
+
+
+COMMANDS = (
+    init,
+    add,
+    remove,
+    doctor,
+    dashboard,
+    install_hook,
+    uninstall_hook,
+    restart,
+    watch,
+    heal,
+    install_systemd,
+    notify,
+)

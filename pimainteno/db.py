@@ -19,21 +19,13 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from pimainteno.errors import ToolError
-from pimainteno.records import base as _records
-from pimainteno.records.base import now
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
-    "get_status",
-    "insert",
     "migrations",
-    "now",
     "open_db",
     "reopen",
-    "set_status",
-    "sync_projects",
     "transaction",
-    "update",
 ]
 
 BUSY_TIMEOUT_MS = 15_000
@@ -296,11 +288,3 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
         db.conn.execute("ROLLBACK")
         raise
     db.conn.execute("COMMIT")
-
-
-# Kept for modules and tests not yet moved to pimainteno.records (which these delegate to).
-insert = _records.insert
-set_status = _records.set_status
-get_status = _records.get_status
-sync_projects = _records.sync_projects
-update = _records.update

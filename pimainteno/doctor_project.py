@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pimainteno.doctor import FAIL, OK, QUIET_GIT, WARN, Check, command_found, first_word, probe
+from pimainteno.doctor_base import FAIL, OK, QUIET_GIT, WARN, Check, command_found, first_word, probe
 
 
 def _git(project: Any, *args: str) -> tuple[bool, str]:

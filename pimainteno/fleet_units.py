@@ -1,12 +1,10 @@
-"""The fleet's pieces for install-systemd, doctor and status: the replicate unit and the replication checks."""
+"""The fleet's pieces for install-systemd, doctor and status: the replication checks (the unit is units.py's)."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 
-from pimainteno.app import App
 from pimainteno.config import ReplicateConfig
 from pimainteno.errors import InputError, ToolError
 from pimainteno.fleet import (
@@ -19,47 +17,9 @@ from pimainteno.fleet import (
     stale_after,
 )  # fmt: skip
 from pimainteno.fleet_restore import ReplicaInfo, age, replica_info
+from pimainteno.units import REPLICATE_UNIT
 
-UNIT = "pimainteno-replicate.service"
-
-
-def unit_text(app: App, vals: dict[str, str], *, user: bool) -> str:
-    """`pimainteno-replicate.service` for this host's `[replicate]`, rendered like every other unit.
-
-    `vals` are units.values(): the ExecStart prefix, the environment, the user, the targets. Added
-    here: the hardening (the light services' set, writable only the state directory, the database's
-    directory and a file:// replica), the env_file (credentials never enter the unit) and, for a
-    NAS share, RequiresMountsFor= so nothing is written into the bare mount point.
-    """
-    from pimainteno import units
-
-    replicate = app.config.replicate
-    if replicate is None:
-        raise InputError("no [replicate] table: the replicate unit is only for a host in a fleet")
-    root = file_root(replicate)
-    writable = {p: "pimainteno state" for p in units.own_dirs(app)}
-    if root is not None:
-        writable.setdefault(Path(os.path.abspath(root)), "[replicate] url")
-    if user:
-        hardening = units.USER_HARDENING
-    else:
-        in_tmp = next(
-            (p for p in writable if any(p == Path(t) or Path(t) in p.parents for t in units.PRIVATE_TMP)), None
-        )
-        private_tmp = f"# No PrivateTmp=: it would hide {in_tmp}.\n" if in_tmp else "PrivateTmp=yes\n"
-        hardening = units.LIGHT_HARDENING.format(
-            common=units.COMMON_HARDENING.format(private_tmp=private_tmp), inet=" AF_INET AF_INET6", bind=""
-        ).replace("reads systemd and the journal and writes only pimainteno's own files", _WRITES)
-        hardening += "".join(f"ReadWritePaths=-{units.quoted(str(p), key)}\n" for p, key in writable.items())
-    env_file = replicate.env_file
-    environment = vals["ENVIRONMENT"]
-    if env_file is not None:
-        environment += f"EnvironmentFile={units.quoted(str(env_file), '[replicate] env_file')}\n"
-    mounts = f"RequiresMountsFor={units.quoted(str(root), '[replicate] url')}\n" if root is not None else ""
-    return units.render(UNIT, {**vals, "ENVIRONMENT": environment, "HARDENING": hardening, "MOUNTS": mounts})
-
-
-_WRITES = "reads the database and writes only pimainteno's own files and the file:// replica"
+UNIT = REPLICATE_UNIT  # rendered by units.replicate_unit
 
 
 def local_heartbeat(db_path: Path) -> str | None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pimainteno import records
+from pimainteno.config.forms import scheme, url_problem
 from pimainteno.config.schema import EVENTS
 
 __all__ = [
@@ -54,20 +54,6 @@ class Sent:
     target: str  # the scheme, e.g. "ntfy", "json", "mailto"
     outcome: str  # sent, failed, timeout, held
     error: str | None = None
-
-
-def scheme(url: str) -> str:
-    """The part of an apprise URL that is safe to show: its scheme."""
-    return urllib.parse.urlsplit(url).scheme.lower() or "?"
-
-
-def url_problem(url: str) -> str | None:
-    """Why apprise cannot use ``url`` (checked at load), or None; never echoes the URL itself."""
-    import apprise
-
-    if apprise.Apprise().add(url):
-        return None
-    return f"apprise does not understand a {scheme(url)}:// URL (see https://github.com/caronc/apprise/wiki)"
 
 
 def _since(hours: float) -> str:

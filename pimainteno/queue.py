@@ -44,7 +44,7 @@ class MalformedTrigger(InputError):
 
 
 def now() -> str:
-    """UTC ISO-8601 with milliseconds, as db.now() (not imported: db.py pulls in sqlite_utils)."""
+    """UTC ISO-8601 with milliseconds, as records.now() (not imported: records pulls in db and sqlite_utils)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from pimainteno.app import App
 from pimainteno.commands.heal import monitored_units
 from pimainteno.errors import InputError, ToolError
+from pimainteno.fleet import file_root
 
 UNITS = (
     "pimainteno-run@.service",
@@ -260,7 +261,41 @@ def rendered(app: App, *, user: bool) -> dict[str, str]:
                 raise InputError(f"[systemd_monitor] cannot monitor {unit!r}: not a unit name pimainteno may change")
             files[f"{unit}.d/{DROP_IN}"] = render("on-failure.conf", {**vals, "HEAL_INSTANCE": heal_instance(unit)})
     if app.config.replicate is not None:  # a host in a fleet (docs/fleet.md)
-        from pimainteno import fleet_units
-
-        files[fleet_units.UNIT] = fleet_units.unit_text(app, vals, user=user)
+        files[REPLICATE_UNIT] = replicate_unit(app, vals, user=user)
     return files
+
+
+REPLICATE_UNIT = "pimainteno-replicate.service"
+_WRITES = "reads the database and writes only pimainteno's own files and the file:// replica"
+
+
+def replicate_unit(app: App, vals: dict[str, str], *, user: bool) -> str:
+    """`pimainteno-replicate.service` for this host's `[replicate]`, rendered like every other unit.
+
+    `vals` are values(): the ExecStart prefix, the environment, the user, the targets. Added
+    here: the hardening (the light services' set, writable only the state directory, the database's
+    directory and a file:// replica), the env_file (credentials never enter the unit) and, for a
+    NAS share, RequiresMountsFor= so nothing is written into the bare mount point.
+    """
+    replicate = app.config.replicate
+    if replicate is None:
+        raise InputError("no [replicate] table: the replicate unit is only for a host in a fleet")
+    root = file_root(replicate)
+    writable = {p: "pimainteno state" for p in own_dirs(app)}
+    if root is not None:
+        writable.setdefault(Path(os.path.abspath(root)), "[replicate] url")
+    if user:
+        hardening = USER_HARDENING
+    else:
+        in_tmp = next((p for p in writable if any(p == Path(t) or Path(t) in p.parents for t in PRIVATE_TMP)), None)
+        private_tmp = f"# No PrivateTmp=: it would hide {in_tmp}.\n" if in_tmp else "PrivateTmp=yes\n"
+        hardening = LIGHT_HARDENING.format(
+            common=COMMON_HARDENING.format(private_tmp=private_tmp), inet=" AF_INET AF_INET6", bind=""
+        ).replace("reads systemd and the journal and writes only pimainteno's own files", _WRITES)
+        hardening += "".join(f"ReadWritePaths=-{quoted(str(p), key)}\n" for p, key in writable.items())
+    env_file = replicate.env_file
+    environment = vals["ENVIRONMENT"]
+    if env_file is not None:
+        environment += f"EnvironmentFile={quoted(str(env_file), '[replicate] env_file')}\n"
+    mounts = f"RequiresMountsFor={quoted(str(root), '[replicate] url')}\n" if root is not None else ""
+    return render(REPLICATE_UNIT, {**vals, "ENVIRONMENT": environment, "HARDENING": hardening, "MOUNTS": mounts})

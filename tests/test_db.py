@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pimainteno import db
+from pimainteno import db, records
 
 EXPECTED = {
     "projects": {"name", "path", "unit", "remote", "branch", "mode", "provider", "proof", "updated_at"},
@@ -181,7 +181,7 @@ def test_blank_database_migrates_to_expected_columns(tmp_path: Path) -> None:
 def test_migrations_rerun_is_noop(tmp_path: Path) -> None:
     path = tmp_path / "x.db"
     d = db.open_db(path)
-    db.insert(d, "status", {"key": "k", "value": "v", "updated_at": db.now()})
+    records.insert(d, "status", {"key": "k", "value": "v", "updated_at": records.now()})
     db._migrated.clear()
     d2 = db.open_db(path)
     assert len(db.migrations.applied(d2)) == len(MIGRATIONS)
@@ -209,26 +209,21 @@ def test_database_with_pending_migrations_is_upgraded_in_place(tmp_path: Path) -
 def test_existing_file_is_never_replaced(tmp_path: Path) -> None:
     path = tmp_path / "x.db"
     d = db.open_db(path)
-    db.set_status(d, "systemd.status", "listening")
+    records.set_status(d, "systemd.status", "listening")
     inode = path.stat().st_ino
     db._create(path)  # a racing creator loses quietly
     assert path.stat().st_ino == inode
-    assert db.get_status(db.open_db(path))["systemd.status"]["value"] == "listening"
-
-
-def test_now_is_utc_iso8601() -> None:
-    stamp = db.now()
-    assert stamp.endswith("Z") and stamp[10] == "T" and len(stamp) == 24
+    assert records.get_status(db.open_db(path))["systemd.status"]["value"] == "listening"
 
 
 WRITER = """
 import sys
-from pimainteno import db
+from pimainteno import db, records
 d = db.open_db(sys.argv[1])
 for i in range(int(sys.argv[3])):
     with db.transaction(d):
-        db.insert(d, "runs", {"project": sys.argv[2], "trigger": "test", "started_at": db.now(), "status": "ok"})
-        db.set_status(d, "last." + sys.argv[2], str(i))
+        records.insert(d, "runs", {"project": sys.argv[2], "trigger": "test", "started_at": records.now(), "status": "ok"})
+        records.set_status(d, "last." + sys.argv[2], str(i))
 """
 
 

@@ -310,14 +310,14 @@ def test_commands_refuse_bad_settings_in_one_line(tmp_path: Path) -> None:
 def test_an_unmounted_share_keeps_every_host_and_its_last_copy(tmp_path: Path) -> None:
     from datasette.app import Datasette
 
-    from pimainteno import db
+    from pimainteno import db, records
     from pimainteno.dashboard import fleet as view
 
     nas = tmp_path / "nas"
     nas.mkdir()
     rep = config.ReplicateConfig(url=f"file://{nas}", host="pi", interval=1.0)
     d = db.open_db(tmp_path / "pi.db")
-    db.set_status(d, fleet.HEARTBEAT_KEY, db.now())
+    records.set_status(d, fleet.HEARTBEAT_KEY, records.now())
     d.conn.close()
     yml = tmp_path / "litestream.yml"
     yml.write_text(fleet.render_litestream_config(tmp_path / "pi.db", rep))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pimainteno import config, db, fleet, fleet_units
+from pimainteno import config, db, fleet, fleet_units, records
 from pimainteno.app import App
 from pimainteno.doctor import replicate_checks
 from pimainteno.units import rendered
@@ -92,7 +92,7 @@ def test_the_replicate_unit_rates_at_most_4_9_in_systemd_analyze_security(tmp_pa
 def _heartbeat(db_path: Path, seconds_ago: float = 0) -> None:
     """What `pimainteno replicate` writes every interval; `seconds_ago`: it stopped that long ago."""
     d = db.open_db(db_path)
-    db.set_status(d, fleet.HEARTBEAT_KEY, db.now())
+    records.set_status(d, fleet.HEARTBEAT_KEY, records.now())
     if seconds_ago:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - seconds_ago))
         d.execute("UPDATE status SET updated_at = ? WHERE key = ?", [stamp, fleet.HEARTBEAT_KEY])

@@ -1,4 +1,4 @@
-"""The package's shape: commands never import each other, and no module grows past 400 lines."""
+"""The package's shape: commands never import each other, no import circle, no module past 400 lines."""
 
 from __future__ import annotations
 
@@ -134,3 +134,123 @@ def test_no_tests_ran_is_a_failure_and_make_test_keeps_pytests_status(tmp_path: 
     pytest_lines = [line.strip() for line in recipe.splitlines() if "pytest" in line]
     assert pytest_lines and all("||" not in line and not line.startswith("-") for line in pytest_lines), recipe
     assert "exec make test" in (TESTS.parent / ".ci" / "run").read_text()
+
+
+# --- no import circle (issue 11): every import counts, lazy ones too; `if TYPE_CHECKING:` does not --
+
+
+def module_name(path: Path, root: Path = PACKAGE.parent) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports_outside_type_checking(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    found: list[ast.Import | ast.ImportFrom] = []
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend(node.orelse)  # the `else:` of a TYPE_CHECKING block runs
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def import_edges(path: Path, name: str, known: set[str]) -> set[str]:
+    """The package modules one module imports at run time.
+
+    `from pkg import sub` is an edge to `pkg.sub` and to `pkg` too (as the issue counts it): a package
+    whose `__init__` imports its modules is not imported back through by them.
+    """
+    is_package = path.name == "__init__.py"
+    edges: set[str] = set()
+    for node in _imports_outside_type_checking(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+            names: list[str] = []
+        else:
+            if node.level:
+                base = name.split(".")
+                base = base[: len(base) - node.level + (1 if is_package else 0)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            targets = [module]
+            names = [f"{module}.{alias.name}" for alias in node.names]
+        for target in targets + names:
+            if target in known:
+                edges.add(target)
+    edges.discard(name)
+    return edges
+
+
+def import_graph(package: Path) -> dict[str, set[str]]:
+    paths = {module_name(p, package.parent): p for p in sorted(package.rglob("*.py"))}
+    known = set(paths)
+    return {name: import_edges(path, name, known) for name, path in paths.items()}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components with more than one module (a module importing itself is skipped)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(found)
+
+
+def test_the_package_has_no_import_circle() -> None:
+    cycles = import_cycles(import_graph(PACKAGE))
+    assert cycles == [], "import circles (move the shared code down a layer): " + "; ".join(
+        " <-> ".join(c) for c in cycles
+    )
+
+
+def test_the_circle_check_sees_lazy_imports_and_submodules_but_not_type_checking(tmp_path: Path) -> None:
+    pkg = tmp_path / "pimainteno"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from pimainteno.sub import b\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "b.py").write_text("from . import c\n")
+    (pkg / "sub" / "c.py").write_text("import pimainteno.a\n")
+    (pkg / "d.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pimainteno import a\n")
+    edges = import_graph(pkg)
+    assert edges["pimainteno.d"] == set()
+    assert import_cycles(edges) == [["pimainteno.a", "pimainteno.sub.b", "pimainteno.sub.c"]]

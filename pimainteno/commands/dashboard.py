@@ -96,7 +96,8 @@ def make_datasette(db_path: Path, config_path: Path | None, secret: str) -> Any:
     """Datasette on the database with the plugin, its metadata and settings (what tests use too)."""
     from datasette.app import Datasette
 
-    from pimainteno.dashboard import metadata, register
+    from pimainteno.dashboard import metadata
+    from pimainteno.dashboard.plugin import register
 
     register()
     db_path = db_path.resolve()

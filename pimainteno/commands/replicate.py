@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from pimainteno import db, fleet
+from pimainteno import db, fleet, records
 from pimainteno.app import App
 from pimainteno.config import ReplicateConfig
 from pimainteno.errors import InputError, PimaintenoError, ToolError
@@ -48,13 +48,13 @@ def prepare(app: App, replicate: ReplicateConfig) -> tuple[list[str], dict[str, 
     log.info("%s", fleet.claim(replicate, app.state_dir))
     d = app.db  # created and migrated (WAL on) before Litestream watches it
     with db.transaction(d):
-        db.set_status(d, "replicate.host", replicate.host)
-        db.set_status(d, "replicate.url", fleet.public_url(fleet.replica_url(replicate)))
-        db.set_status(d, "replicate.interval", str(replicate.interval))
+        records.set_status(d, "replicate.host", replicate.host)
+        records.set_status(d, "replicate.url", fleet.public_url(fleet.replica_url(replicate)))
+        records.set_status(d, "replicate.interval", str(replicate.interval))
         url = fleet.web_url(getattr(app, "config", None))
         if url:
-            db.set_status(d, "web.url", url)
-        db.set_status(d, fleet.HEARTBEAT_KEY, db.now())
+            records.set_status(d, "web.url", url)
+        records.set_status(d, fleet.HEARTBEAT_KEY, records.now())
     path = fleet.write_litestream_config(app.state_dir, app.database_path, replicate)
     _forget_a_vanished_replica(app, replicate, path, env)
     return [binary, "replicate", "-no-expand-env", "-config", str(path)], env
@@ -89,7 +89,7 @@ def _die_with_parent() -> None:
 
 def _beat(app: App) -> None:
     try:
-        db.set_status(app.db, fleet.HEARTBEAT_KEY, db.now())
+        records.set_status(app.db, fleet.HEARTBEAT_KEY, records.now())
     except Exception as e:  # a busy or full disk must not stop replication; the fleet shows the host stale
         log.warning("replicate: could not write the heartbeat: %s", e)
 

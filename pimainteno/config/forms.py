@@ -62,12 +62,26 @@ def health_form(v: str) -> str | None:
     return None
 
 
+def scheme(url: str) -> str:
+    """The part of an apprise URL that is safe to show: its scheme."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).scheme.lower() or "?"
+
+
+def url_problem(url: str) -> str | None:
+    """Why apprise cannot use ``url``, or None; never echoes the URL itself (it carries tokens)."""
+    import apprise  # apprise itself says whether it can use each URL
+
+    if apprise.Apprise().add(url):
+        return None
+    return f"apprise does not understand a {scheme(url)}:// URL (see https://github.com/caronc/apprise/wiki)"
+
+
 def notify_urls(v: tuple[str, ...]) -> str | None:
     expected = "apprise URLs such as 'ntfy://topic' or 'json://host/path'"
     if not all(re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*://\S+", u) for u in v):
         return expected
-    from pimainteno.notify import url_problem  # apprise itself says whether it can use each URL
-
     problems = [p for p in (url_problem(u) for u in v) if p]
     return f"{expected}; {problems[0]}" if problems else None
 

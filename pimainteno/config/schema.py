@@ -10,7 +10,7 @@ from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pimainteno.config import forms
+import pimainteno.config.forms as forms  # the sibling, not through this package's facade (which imports us)
 
 Command = str | tuple[str, ...]
 NO_LLM = {"llm": '"llm" is not available; use codex or command'}

@@ -305,7 +305,7 @@ def register() -> None:
 
     from datasette.plugins import pm
 
-    from pimainteno.dashboard import register as register_host_plugin
+    from pimainteno.dashboard.plugin import register as register_host_plugin
 
     register_host_plugin()
     module = sys.modules[__name__]

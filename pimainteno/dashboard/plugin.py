@@ -107,3 +107,14 @@ def menu_links(datasette: Any, actor: dict[str, Any] | None, request: Any) -> li
 @hookimpl
 def extra_css_urls(template: str, database: str | None, table: str | None, datasette: Any) -> list[str]:
     return [CSS_URL]
+
+
+def register() -> None:
+    """Register this plugin with Datasette unless its entry point already did (e.g. not installed)."""
+    import sys
+
+    from datasette.plugins import pm
+
+    module = sys.modules[__name__]
+    if pm.get_plugin("pimainteno") is None and not pm.is_registered(module):
+        pm.register(module, name="pimainteno")

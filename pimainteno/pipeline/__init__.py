@@ -7,10 +7,11 @@ One request type (`Request`) for `run`, `drain` and `heal`; every function retur
     propose     summarize, propose (the patch from an isolated worktree)
     validate    validate (policy + the project's tests), commit_validated (the commit of exactly that patch)
     land        apply_patch / commit_applied (by hand), bring_in (fast-forward), push
-    restart     restart (recorded), restart_after_push (and the rollback), revert
+    restart     restart (recorded), restart_after_push (and the rollback), revert, finish_owed (the restart
+                and rollback a killed run left unfinished)
     pending     push_pending (ask the remote first; replay on a remote that moved on, or `diverged`)
     needed      already_healthy (a heal that is no longer needed ends `nothing`)
-    leftover    finish_owed (the restart and rollback a killed run left unfinished)
+    leftover    what a killed run left: the restart it owed (owe_restart, owed, paid), its `restarts` rows
     chain       run, run_many
     actions     dispatch (what a queued trigger asks for), reject_proposal
 """

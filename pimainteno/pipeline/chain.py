@@ -72,11 +72,11 @@ def run(app: App, request: Request, project: Project | None = None) -> RunOutcom
 
 def _chain(app: App, project: Project, rec: Recorder, request: Request) -> RunOutcome:
     from pimainteno.pipeline.land import bring_in
-    from pimainteno.pipeline.leftover import finish_owed, owe_restart, paid
+    from pimainteno.pipeline.leftover import owe_restart, paid
     from pimainteno.pipeline.needed import already_healthy
     from pimainteno.pipeline.pending import diverged, push_or_hold, push_pending
     from pimainteno.pipeline.propose import propose, summarize
-    from pimainteno.pipeline.restart import restart_after_push
+    from pimainteno.pipeline.restart import finish_owed, restart_after_push
     from pimainteno.pipeline.validate import TestsFailed, commit_validated, validate
 
     out = RunOutcome(project.name, "nothing", rec.run_id)

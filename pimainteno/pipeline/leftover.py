@@ -1,8 +1,9 @@
-"""Finishing what a run killed after its commit landed left: the restart it owed, the rollback it would have made.
+"""What a run killed after its commit landed leaves behind: the restart it owed, its unfinished `restarts` rows.
 
 A run that brought a commit in and was going to restart the unit leaves the status key
 `restart-owed.<project>` (the commit) until its restart step is over. If its process died on the
-way (SIGKILL at push, at restart, during settle), the next run of the project, holding the lock:
+way (SIGKILL at push, at restart, during settle), the next run of the project, holding the lock,
+calls restart.finish_owed (this module sits below restart.py and pending.py: it restarts nothing), which:
 
 - finishes the dead run's `restarts` rows without an outcome (`interrupted`, with the unit's state
   now) and withdraws its `restarting.<unit>` key, so failures of the unit are healed again;
@@ -16,14 +17,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from pimainteno import git, records
+from pimainteno import records
 from pimainteno.errors import PimaintenoError
 
 if TYPE_CHECKING:
     from pimainteno.app import App
     from pimainteno.config import Project
-    from pimainteno.pipeline.recorder import Recorder
-    from pimainteno.pipeline.request import RunOutcome
 
 log = logging.getLogger("pimainteno")
 
@@ -54,7 +53,7 @@ def close_dead_restarts(app: App, project: Project) -> list[int]:
     for row in records.unfinished_restarts(db, project.name):
         if row["run_id"] is not None and records.run_alive(db, row["run_id"]):
             continue
-        state = _state(app, row["unit"])
+        state = state_now(app, row["unit"])
         records.finish_restart(db, row["id"], "interrupted", active_state=state.get("ActiveState"),
                                result=state.get("Result"),
                                detail=f"the run died during this restart; {row['unit']} was "
@@ -68,40 +67,7 @@ def close_dead_restarts(app: App, project: Project) -> list[int]:
     return dead
 
 
-def finish_owed(app: App, project: Project, rec: Recorder, out: RunOutcome) -> RunOutcome | None:
-    """Finish a dead run's restart of its commit; the rolled-back outcome when it had to roll back, else None."""
-    from pimainteno.pipeline.restart import restart_after_push, roll_back, why_not_restart
-
-    dead = close_dead_restarts(app, project)
-    debt = owed(app, project)
-    if debt is None:
-        return None
-    sha, run_id = debt
-    if records.run_alive(app.db, run_id):
-        return None
-    row = records.commit_row(app.db, project.name, sha)
-    if row is None or row["reverted_by"] or not git.is_ancestor(project.path, sha):
-        paid(app, project)  # never landed, or already undone: nothing is owed
-        return None
-    with rec.step("finish-dead-run") as entry:
-        entry["detail"] = f"run #{run_id} died before it finished restarting {project.unit} on {sha[:12]}"
-    if why_not_restart(app, project):
-        paid(app, project)
-        return None
-    if run_id in dead:  # its restart had begun: judge the unit as it is now
-        state = _state(app, project.unit)
-        if state.get("ActiveState") == "active":
-            paid(app, project)
-            return None
-        why = f"{project.unit} was {state.get('ActiveState', 'unknown')} after run #{run_id}'s restart"
-        result = roll_back(app, project, rec, out.but(commit_sha=sha), sha, why)
-    else:
-        result = restart_after_push(app, project, rec, out.but(commit_sha=sha))
-    paid(app, project)
-    return result if result.status == "rolled_back" else None
-
-
-def _state(app: App, unit: str) -> dict[str, str]:
+def state_now(app: App, unit: str) -> dict[str, str]:
     from pimainteno.systemd import unit_state
 
     try:

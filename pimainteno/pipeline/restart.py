@@ -223,3 +223,36 @@ def revert(app: App, project: Project, sha: str, run_id: int, why: str) -> str:
         records.transition(app.db, row["proposal_id"], ProposalStatus.ROLLED_BACK, actor="pimainteno", reason=why)
     log.warning("%s: reverted %s with %s: %s", project.name, sha[:12], revert_sha[:12], why)
     return revert_sha
+
+
+def finish_owed(app: App, project: Project, rec: Recorder, out: RunOutcome) -> RunOutcome | None:
+    """Finish a dead run's restart of its commit; the rolled-back outcome when it had to roll back, else None."""
+    from pimainteno.pipeline.leftover import close_dead_restarts, owed, paid, state_now
+
+    dead = close_dead_restarts(app, project)
+    debt = owed(app, project)
+    if debt is None:
+        return None
+    sha, run_id = debt
+    if records.run_alive(app.db, run_id):
+        return None
+    row = records.commit_row(app.db, project.name, sha)
+    if row is None or row["reverted_by"] or not git.is_ancestor(project.path, sha):
+        paid(app, project)  # never landed, or already undone: nothing is owed
+        return None
+    with rec.step("finish-dead-run") as entry:
+        entry["detail"] = f"run #{run_id} died before it finished restarting {project.unit} on {sha[:12]}"
+    if why_not_restart(app, project):
+        paid(app, project)
+        return None
+    if run_id in dead:  # its restart had begun: judge the unit as it is now
+        state = state_now(app, project.unit)
+        if state.get("ActiveState") == "active":
+            paid(app, project)
+            return None
+        why = f"{project.unit} was {state.get('ActiveState', 'unknown')} after run #{run_id}'s restart"
+        result = roll_back(app, project, rec, out.but(commit_sha=sha), sha, why)
+    else:
+        result = restart_after_push(app, project, rec, out.but(commit_sha=sha))
+    paid(app, project)
+    return result if result.status == "rolled_back" else None

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from pimainteno import db as dbm
+from pimainteno import records
 
 # The token counts a call may carry, as named in `llm_calls`.
 USAGE_KEYS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
@@ -51,7 +51,7 @@ def accounted(
     db: Any, provider: str, purpose: str, project: str, run_id: int | None = None
 ) -> Iterator[dict[str, Call]]:
     """Record one provider call in `llm_calls`, whatever happens inside (errors included)."""
-    started, t0 = dbm.now(), time.monotonic()
+    started, t0 = records.now(), time.monotonic()
     box: dict[str, Call] = {}
     try:
         yield box
@@ -60,7 +60,7 @@ def accounted(
         raise
     finally:
         call = box.get("call") or Call(outcome="error", error="no result")
-        dbm.insert(
+        records.insert(
             db,
             "llm_calls",
             {

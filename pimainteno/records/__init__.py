@@ -14,6 +14,7 @@ from pimainteno.records.base import (
     REDACTED,
     delete_status,
     get_status,
+    insert,
     now,
     remember_secrets,
     rows,
@@ -22,6 +23,7 @@ from pimainteno.records.base import (
     set_status,
     status_value,
     sync_projects,
+    update,
 )
 from pimainteno.records.commits import (
     add_commit,
@@ -94,6 +96,7 @@ __all__ = [
     "announce_restart",
     "restarting_run",
     "withdraw_restart",
+    "insert", "update",  # a row of any table, scrubbed (what db.insert/db.update were)
     "add_notification", "commit_subject_of", "last_summary", "notifications_held_since_last_sent",
     "notifications_sent_since", "proposal_row", "set_commit_subject",
     "last_healthy_restart", "latest_failure_at", "prune_failures", "recent_failure", "restarting_keys", "run_alive",

@@ -63,7 +63,7 @@ def test_consumes_oldest_first_and_records_each(app: App, tmp_path: Path) -> Non
         next_millisecond()
     enqueue(q, "p00", kind="heal", failure_id=9, source="watch")
     action = Recorder()
-    records = drain(app, action=action)
+    consumed = drain(app, action=action)
     assert action.seen == [("p02", "run", "timer"), ("p00", "run", "hook"), ("p01", "run", "dashboard"),
                            ("p00", "heal", "watch")]  # fmt: skip
     rows = triggers(app)
@@ -75,11 +75,12 @@ def test_consumes_oldest_first_and_records_each(app: App, tmp_path: Path) -> Non
     ]
     assert rows[3]["failure_id"] == 9 and rows[0]["reason"] == "for p02" and rows[0]["file"] == "p02.run.json"
     assert all(r["requested_at"] < r["consumed_at"] for r in rows)
-    assert [r["id"] for r in records] == [r["id"] for r in rows]
+    assert [r["id"] for r in consumed] == [r["id"] for r in rows]
     assert top(q) == [".claimed"] and top(q / ".claimed") == []  # nothing pending, no claim left
     assert GUARD not in os.environ
     assert (
-        dbm.get_status(app.db)["drain.status"]["value"] == "drained the queue; 4 trigger(s) consumed in the last pass"
+        records.get_status(app.db)["drain.status"]["value"]
+        == "drained the queue; 4 trigger(s) consumed in the last pass"
     )
     assert drain(app, action=action) == []
 
@@ -158,8 +159,8 @@ def test_a_failing_action_is_recorded_and_the_drain_goes_on(app: App, tmp_path: 
 
 def add_proposal(app: App, project: str, status: str) -> int:
     with dbm.transaction(app.db):
-        return dbm.insert(app.db, "proposals", {
-            "project": project, "created_at": dbm.now(), "status": status, "diff": "--- a/x\n+++ b/x\n",
+        return records.insert(app.db, "proposals", {
+            "project": project, "created_at": records.now(), "status": status, "diff": "--- a/x\n+++ b/x\n",
         })  # fmt: skip
 
 

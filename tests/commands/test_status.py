@@ -123,21 +123,21 @@ def test_status_on_a_new_config(tmp_path: Path) -> None:
 
 
 def test_status_shows_runs_and_usage(tmp_path: Path) -> None:
-    from pimainteno import db
+    from pimainteno import db, records
 
     write_config(tmp_path, "")
     d = db.open_db(tmp_path / "state" / "pimainteno.db")
-    db.insert(
-        d, "runs", {"project": "app", "trigger": "hook", "started_at": db.now(), "status": "ok", "duration_s": 1.5}
+    records.insert(
+        d, "runs", {"project": "app", "trigger": "hook", "started_at": records.now(), "status": "ok", "duration_s": 1.5}
     )
-    db.insert(
+    records.insert(
         d,
         "llm_calls",
         {
             "project": "app",
             "provider": "codex",
             "purpose": "patch",
-            "started_at": db.now(),
+            "started_at": records.now(),
             "outcome": "ok",
             "input_tokens": 120,
             "output_tokens": 30,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pimainteno import config, db
+from pimainteno import config, db, records
 
 API_KEY = "sk-test-0123456789abcdef"
 TOKEN = "web-token-0123456789abcdef"
@@ -34,36 +34,36 @@ def seed(config_path: Path) -> Path:
     """The database of that configuration, filled as a few runs would have left it."""
     cfg = config.load(config_path)
     d = db.open_db(cfg.database)
-    db.sync_projects(d, cfg.projects, cfg.llm.provider)
-    stamp = db.now()
+    records.sync_projects(d, cfg.projects, cfg.llm.provider)
+    stamp = records.now()
     with db.transaction(d):
-        db.insert(d, "summaries", {"project": "app", "head": "a" * 40, "created_at": stamp, "provider": "command",
+        records.insert(d, "summaries", {"project": "app", "head": "a" * 40, "created_at": stamp, "provider": "command",
                                    "text": EVIL_SUMMARY})  # fmt: skip
         steps = [{"step": "summarize", "outcome": "ok", "seconds": 0.4, "detail": None},
                  {"step": "propose", "outcome": "ok", "seconds": 2.5, "detail": "1 file"},
                  {"step": "validate", "outcome": "ok", "seconds": 1.0, "detail": "tests passed"}]  # fmt: skip
-        run1 = db.insert(d, "runs", {"project": "app", "trigger": "timer", "started_at": stamp, "finished_at": stamp,
+        run1 = records.insert(d, "runs", {"project": "app", "trigger": "timer", "started_at": stamp, "finished_at": stamp,
                                      "duration_s": 3.9, "status": "ok", "step": "push", "steps": steps,
                                      "commit_sha": "b" * 40})  # fmt: skip
-        db.insert(d, "proposals", {"project": "app", "run_id": run1, "created_at": stamp, "status": "committed",
+        records.insert(d, "proposals", {"project": "app", "run_id": run1, "created_at": stamp, "status": "committed",
                                    "provider": "command", "files": ["app.py"], "added": 1, "removed": 1,
                                    "diff": EVIL_DIFF})  # fmt: skip
-        db.insert(d, "proposals", {"project": "app", "run_id": run1, "created_at": db.now(), "status": "proposed",
+        records.insert(d, "proposals", {"project": "app", "run_id": run1, "created_at": records.now(), "status": "proposed",
                                    "provider": "command", "reason": "tests fail", "files": ["app.py"], "added": 1,
                                    "removed": 1, "diff": EVIL_DIFF.replace("alert(1)", "alert(2)")})  # fmt: skip
-        db.insert(d, "commits", {"project": "app", "run_id": run1, "proposal_id": 1, "sha": "b" * 40,
+        records.insert(d, "commits", {"project": "app", "run_id": run1, "proposal_id": 1, "sha": "b" * 40,
                                  "message": "Fix the <greeting> output", "created_at": stamp, "pushed_at": stamp,
                                  "push_ref": "origin/main"})  # fmt: skip
-        db.insert(d, "failures", {"project": "app", "unit": "app.service", "detected_at": stamp, "result": "exit-code",
+        records.insert(d, "failures", {"project": "app", "unit": "app.service", "detected_at": stamp, "result": "exit-code",
                                   "exit_status": 1, "journal": JOURNAL, "source": "watch", "heal": "queued"})  # fmt: skip
-        db.insert(d, "llm_calls", {"project": "app", "run_id": run1, "provider": "codex", "purpose": "patch",
+        records.insert(d, "llm_calls", {"project": "app", "run_id": run1, "provider": "codex", "purpose": "patch",
                                    "started_at": stamp, "duration_s": 2.5, "outcome": "failed", "input_tokens": 1200,
                                    "output_tokens": 300, "error": f"401 for key {API_KEY}"})  # fmt: skip
-        db.insert(d, "llm_calls", {"project": "app", "run_id": run1, "provider": "command", "purpose": "patch",
+        records.insert(d, "llm_calls", {"project": "app", "run_id": run1, "provider": "command", "purpose": "patch",
                                    "started_at": stamp, "duration_s": 0.1, "outcome": "ok", "exit_status": 0})  # fmt: skip
-        db.set_status(d, "scheduler.status", "ok: next run 03:00")
-        db.set_status(d, "systemd.status", "watching 1 unit")
-        db.set_status(d, "systemd.last_checked", stamp)
+        records.set_status(d, "scheduler.status", "ok: next run 03:00")
+        records.set_status(d, "systemd.status", "watching 1 unit")
+        records.set_status(d, "systemd.last_checked", stamp)
     d.conn.close()
     return cfg.database
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pimainteno import config, db
+from pimainteno import config, db, records
 from tests.conftest import REPO_ROOT, run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -83,7 +83,7 @@ def test_run_now_in_chromium_queues_a_run_that_drain_executes(tmp_path: Path) ->
     config_path = tmp_path / "demo" / "PiMainteno.toml"
     cfg = config.load(config_path)
     d = db.open_db(cfg.database)  # a unit failure, recorded as `watch` records one
-    db.insert(d, "failures", {"project": "demo-app", "unit": "demo-app.service", "detected_at": db.now(),
+    records.insert(d, "failures", {"project": "demo-app", "unit": "demo-app.service", "detected_at": records.now(),
                               "result": "exit-code", "exit_status": 1, "source": "watch", "heal": "none",
                               "journal": "demo-app.service: Main process exited, status=1/FAILURE\n<b>not bold</b>"})  # fmt: skip
     d.conn.close()

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pimainteno import config, db
+from pimainteno import config, db, records
 from tests.dashboard.seed import API_KEY, TOKEN, pending, seed, write_config
 
 
@@ -54,7 +54,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     database = seed(config_path)
     d = db.open_db(database)
     with db.transaction(d):
-        db.insert(d, "runs", {"project": "app", "trigger": "cli", "started_at": db.now(), "status": "failed",
+        records.insert(d, "runs", {"project": "app", "trigger": "cli", "started_at": records.now(), "status": "failed",
                               "error": f"provider said: bad key {API_KEY} (token {TOKEN})"})  # fmt: skip
     d.conn.close()
     proc = subprocess.Popen(

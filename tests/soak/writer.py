@@ -20,19 +20,20 @@ import time
 from typing import Any
 
 from pimainteno import db as dbm
+from pimainteno import records
 from pimainteno.app import App
 
 
 def write_run(app: App, name: str, seq: int) -> None:
     from pimainteno.pipeline import Recorder
 
-    run_id = dbm.insert(app.db, "runs", {"project": name, "trigger": f"{name}:{seq}", "started_at": dbm.now(),
+    run_id = records.insert(app.db, "runs", {"project": name, "trigger": f"{name}:{seq}", "started_at": records.now(),
                                          "status": "running", "steps": []})  # fmt: skip
     rec = Recorder(app, run_id)
     for step in ("summarize", "propose", "validate"):
         with rec.step(step) as entry:
             entry["detail"] = f"{name}:{seq}"
-    dbm.update(app.db, "runs", run_id, {"status": "ok", "finished_at": dbm.now(), "duration_s": 0.0})
+    records.update(app.db, "runs", run_id, {"status": "ok", "finished_at": records.now(), "duration_s": 0.0})
 
 
 def write_call(app: App, name: str, seq: int) -> None:
@@ -48,10 +49,10 @@ def write_failure(app: App, name: str, seq: int) -> None:
         row = db.execute("SELECT id FROM failures WHERE unit = ? AND invocation_id = ?", [f"{name}.service", str(seq)])
         if row.fetchone():
             raise AssertionError(f"failure {name}:{seq} already recorded")
-        failure_id = dbm.insert(db, "failures", {"unit": f"{name}.service", "detected_at": dbm.now(),
+        failure_id = records.insert(db, "failures", {"unit": f"{name}.service", "detected_at": records.now(),
                                                  "result": "exit-code", "exit_status": 1, "invocation_id": str(seq),
                                                  "source": "watch", "heal": "none"})  # fmt: skip
-    dbm.update(db, "failures", failure_id, {"journal": f"{name}:{seq} failed\n" * 20})
+    records.update(db, "failures", failure_id, {"journal": f"{name}:{seq} failed\n" * 20})
 
 
 def write_trigger(app: App, name: str, seq: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pimainteno import db
+from pimainteno import db, records
 from pimainteno.app import App
 from pimainteno.commands.heal import event_for, monitored_units
 from tests.conftest import run_cli, write_config
@@ -38,7 +38,7 @@ def test_monitored_units_add_project_units_only_when_enabled(tmp_path: Path) -> 
 def test_status_calls_an_old_heartbeat_stale(tmp_path: Path) -> None:
     write_config(tmp_path, '[systemd_monitor]\nenabled = true\nunits = ["app.service"]\n')
     d = db.open_db(tmp_path / "state" / "pimainteno.db")
-    db.set_status(d, "systemd.status", "listening")
+    records.set_status(d, "systemd.status", "listening")
     assert "listening (at " in run_cli("status").stdout and "stale" not in run_cli("status").stdout
     d.execute("UPDATE status SET updated_at = '2026-01-01T00:00:00.000Z' WHERE key = 'systemd.status'")
     out = run_cli("status").stdout

@@ -39,7 +39,7 @@ def root() -> Iterator[Path]:
 def test_systemd_dir_holds_exactly_the_packaged_templates() -> None:
     shipped = {p.name: p.read_bytes() for p in (REPO / "systemd").iterdir()}
     packaged = {p.name: p.read_bytes() for p in PACKAGED.iterdir()}
-    assert set(packaged) == {*UNITS, "on-failure.conf", "pimainteno-replicate.service"}  # the last: fleet_units.py
+    assert set(packaged) == {*UNITS, "on-failure.conf", "pimainteno-replicate.service"}  # last: units.py
     assert shipped == packaged, "systemd/ drifted: cp pimainteno/templates/systemd/* systemd/"
 
 
