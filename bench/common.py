@@ -98,11 +98,11 @@ class Workspace:
 
     def prepare_db(self) -> None:
         """The migrated database with the configured projects, as any command leaves it."""
-        from pimainteno import config, db
+        from pimainteno import config, db, records
 
         cfg = config.load(self.config)
         d = db.open_db(self.database)
-        db.sync_projects(d, cfg.projects, cfg.llm.provider)
+        records.sync_projects(d, cfg.projects, cfg.llm.provider)
         d.conn.close()
 
     def sql(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:

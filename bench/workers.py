@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def writer(db_path: str, name: str, runs: int, steps: int) -> dict[str, object]:
     from pimainteno import db as dbm
+    from pimainteno import records
 
     d = dbm.open_db(db_path)
     print("ready", flush=True)
@@ -28,21 +29,21 @@ def writer(db_path: str, name: str, runs: int, steps: int) -> dict[str, object]:
     slowest = 0.0
     for r in range(runs):
         project = f"{name}-{r}"
-        run_id = dbm.insert(d, "runs", {"project": project, "trigger": "bench", "started_at": dbm.now(),
+        run_id = records.insert(d, "runs", {"project": project, "trigger": "bench", "started_at": records.now(),
                                         "status": "running"})  # fmt: skip
         recorded: list[dict[str, object]] = []
         for i in range(steps):
             t0 = time.perf_counter()
             try:
                 with dbm.transaction(d):
-                    dbm.insert(d, "llm_calls", {"project": project, "run_id": run_id, "provider": "bench",
-                                                "purpose": "patch", "started_at": dbm.now(), "prompt_bytes": i})  # fmt: skip
+                    records.insert(d, "llm_calls", {"project": project, "run_id": run_id, "provider": "bench",
+                                                "purpose": "patch", "started_at": records.now(), "prompt_bytes": i})  # fmt: skip
                     recorded.append({"step": f"s{i}", "outcome": "ok", "seconds": 0.0})
-                    dbm.update(d, "runs", run_id, {"step": f"s{i}", "steps": recorded})
+                    records.update(d, "runs", run_id, {"step": f"s{i}", "steps": recorded})
             except Exception as e:  # noqa: BLE001 - counted and reported, the figure fails on any
                 errors.append(f"{type(e).__name__}: {e}")
             slowest = max(slowest, time.perf_counter() - t0)
-        dbm.update(d, "runs", run_id, {"status": "ok", "finished_at": dbm.now()})
+        records.update(d, "runs", run_id, {"status": "ok", "finished_at": records.now()})
     return {"errors": errors, "slowest": slowest, "seconds": time.perf_counter() - start}
 
 

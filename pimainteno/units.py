@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 from pimainteno.app import App
-from pimainteno.commands.heal import monitored_units
+from pimainteno.failures import monitored_units
 from pimainteno.errors import InputError, ToolError
 from pimainteno.fleet import file_root
 

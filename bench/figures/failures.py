@@ -86,6 +86,7 @@ BARE_DRIVER = (
     COMMON
     + """
 from pimainteno import db as dbm
+from pimainteno import records
 from pimainteno.systemd import watch_failures
 d = dbm.open_db(db_path)
 ready, seen = threading.Event(), {}
@@ -97,7 +98,7 @@ def on_failure(event):
     if event.swept:
         return
     with dbm.transaction(d):
-        dbm.insert(d, "failures", {"unit": event.unit, "detected_at": dbm.now(), "result": event.result,
+        records.insert(d, "failures", {"unit": event.unit, "detected_at": records.now(), "result": event.result,
                                    "exit_status": event.exit_status, "invocation_id": event.invocation_id,
                                    "source": "bare"})
     seen[event.invocation_id] = time.monotonic()

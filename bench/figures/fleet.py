@@ -33,7 +33,7 @@ REQUESTS = 15
 
 def make_host(ws: Workspace, name: str) -> Path:
     """A host's configuration and a database with RUNS runs, model calls, proposals and commits."""
-    from pimainteno import config, db
+    from pimainteno import config, db, records
 
     root = ws.root / name
     (root / "app").mkdir(parents=True)
@@ -44,7 +44,7 @@ def make_host(ws: Workspace, name: str) -> Path:
     )
     cfg = config.load(cfg_path)
     d = db.open_db(cfg.database)
-    db.sync_projects(d, cfg.projects, "command")
+    records.sync_projects(d, cfg.projects, "command")
     rnd = random.Random(name)
     project = f"app-{name}"
     with db.transaction(d):
@@ -113,7 +113,7 @@ def fleet_json(base: str) -> dict[str, dict[str, object]]:
 
 
 def measure() -> list[Row]:
-    from pimainteno import db
+    from pimainteno import db, records
 
     with workspace("fleet") as ws:
         progress(f"3 hosts with {RUNS:,} runs each")
@@ -136,7 +136,7 @@ def measure() -> list[Row]:
             d1 = db.open_db(configs["host-1"].parent / "state" / "pimainteno.db")
             for i in range(SAMPLES):
                 value = f"mark-{i}-{time.time()}"
-                db.set_status(d1, "bench.mark", value)
+                records.set_status(d1, "bench.mark", value)
                 lags.append(
                     until("the mark in the replica", lambda v=value: replica_has(f"{url}/host-1", "bench.mark", v))
                 )
@@ -146,7 +146,7 @@ def measure() -> list[Row]:
             appear = []
             d2 = db.open_db(configs["host-2"].parent / "state" / "pimainteno.db")
             for _ in range(SAMPLES):
-                run_id = db.insert(d2, "runs", {"project": "app-host-2", "trigger": "bench", "started_at": db.now(),
+                run_id = records.insert(d2, "runs", {"project": "app-host-2", "trigger": "bench", "started_at": records.now(),
                                                 "status": "ok"})  # fmt: skip
                 appear.append(until("the run centrally", lambda r=run_id: fleet_json(base)["host-2"]["projects"][0]
                                     ["last_run"]["id"] == r))  # type: ignore[index]  # fmt: skip
