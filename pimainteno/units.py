@@ -21,8 +21,8 @@ from importlib import resources
 from pathlib import Path
 
 from pimainteno.app import App
-from pimainteno.failures import monitored_units
 from pimainteno.errors import InputError, ToolError
+from pimainteno.failures import monitored_units
 from pimainteno.fleet import file_root
 
 UNITS = (
