@@ -157,7 +157,8 @@ def sandbox_args(
         args += ["--unshare-net"]
     args += ["--unshare-pid", "--unshare-ipc", "--cap-drop", "ALL", "--die-with-parent", "--new-session"]
     args += _home_args(project)
-    args += _program_args(command)  # after the private /tmp, /run and HOME it must show through
+    args += _program_args(command)  # after the private /tmp, /run and HOME it must show through; before the
+    # worktree, which covers anything of the project the command names (the tests see the patched tree)
     args += ["--bind", str(worktree), str(project)]
     for env_dir in environments(project, worktree):  # a symlinked one is shown as its target
         args += ["--ro-bind", str(env_dir.resolve()), str(project / env_dir.name)]
@@ -172,18 +173,29 @@ def sandbox_args(
 
 
 def _program_args(command: str | Sequence[str]) -> list[str]:
-    """The test command's own program when it lives under /tmp, /run or HOME, which the sandbox replaces
-    with empty ones: shown read-only (a virtualenv whole, so its interpreter finds `pyvenv.cfg`)."""
+    """The programs the test command names that live under /tmp, /run or HOME, which the sandbox
+    replaces with empty ones: shown read-only (a virtualenv whole, so its interpreter finds
+    `pyvenv.cfg`). Every absolute path in the command counts, so `sh -c '...' /tmp/venv/bin/python`
+    and a wrapper script's arguments show through too."""
     try:
         words = shlex.split(command) if isinstance(command, str) else list(command)
     except ValueError:
-        return []
-    program = next((w for w in words if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", w)), "")
-    path, hidden = Path(program), (Path("/tmp"), Path("/run"), Path.home().resolve())
-    if not path.is_absolute() or not any(path.is_relative_to(d) for d in hidden):
-        return []
-    root = path.parent.parent if (path.parent.parent / "pyvenv.cfg").is_file() else path.parent
-    return ["--ro-bind", str(root), str(root)] if root.is_dir() and root not in hidden else []
+        words = [command] if isinstance(command, str) else []
+    hidden = (Path("/tmp"), Path("/run"), Path.home().resolve())
+    roots: list[Path] = []
+    for word in words:
+        for found in ABSOLUTE.findall(word):
+            path = Path(found)
+            if not path.exists() or not any(path.is_relative_to(d) for d in hidden):
+                continue
+            root = next((p for p in (path.parent.parent, path.parent) if (p / "pyvenv.cfg").is_file()), path)
+            if root not in hidden and root not in roots and not any(root.is_relative_to(r) for r in roots):
+                roots.append(root)
+    return [arg for root in roots for arg in ("--ro-bind", str(root), str(root))]
+
+
+# An absolute path inside a command word (a whole word, or one inside a `sh -c` script)
+ABSOLUTE = re.compile(r"(?<![\w.~-])(/[\w.+@%-]+(?:/[\w.+@%-]+)*)")
 
 
 def _home_args(project: Path) -> list[str]:

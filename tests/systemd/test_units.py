@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -328,14 +329,20 @@ def test_the_worker_hardening_still_runs_bubblewrap_and_codexs_sandbox(
         in settings
     )
     project = root / "demo-app"
-    (root / "codex-home").mkdir()
+    # Not under the clone (which may sit under /tmp, where codex refuses its helper); writable as the
+    # drain's own CODEX_HOME would be (~/.codex, or a ReadWritePaths= of the unit's)
+    codex_home = Path(tempfile.mkdtemp(prefix="pimainteno-test-codex-", dir="/var/lib"))
+    settings = [*settings, "-p", f"ReadWritePaths={codex_home}"]
     bwrap = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
              "--bind", str(project), str(project), "--chdir", str(project), "--unshare-net", "--die-with-parent",
              "sh", "-c", "git status --short >/dev/null && echo tests-ran > proof && cat proof"]  # fmt: skip
-    codex = ["env", f"CODEX_HOME={root / 'codex-home'}", str(CODEX), "sandbox", "--", "sh", "-c", "echo codex-ran"]
-    for argv, said in ((bwrap, "tests-ran"), (codex, "codex-ran")):
-        got = systemd_sandbox.run(["systemd-run", "--wait", "--pipe", "--quiet", *settings, *argv], check=False)
-        assert (got.returncode, got.stdout.strip()) == (0, said), got.stderr
+    codex = ["env", f"CODEX_HOME={codex_home}", str(CODEX), "sandbox", "--", "sh", "-c", "echo codex-ran"]
+    try:
+        for argv, said in ((bwrap, "tests-ran"), (codex, "codex-ran")):
+            got = systemd_sandbox.run(["systemd-run", "--wait", "--pipe", "--quiet", *settings, *argv], check=False)
+            assert (got.returncode, got.stdout.strip()) == (0, said), got.stderr
+    finally:
+        shutil.rmtree(codex_home, ignore_errors=True)
 
 
 FETCH = """
