@@ -157,7 +157,7 @@ def sandbox_args(
         args += ["--unshare-net"]
     args += ["--unshare-pid", "--unshare-ipc", "--cap-drop", "ALL", "--die-with-parent", "--new-session"]
     args += _home_args(project)
-    args += _program_args(command)  # after the private /tmp, /run and HOME it must show through; before the
+    args += _program_args(command, project)  # after the private /tmp, /run and HOME it must show through; before the
     # worktree, which covers anything of the project the command names (the tests see the patched tree)
     args += ["--bind", str(worktree), str(project)]
     for env_dir in environments(project, worktree):  # a symlinked one is shown as its target
@@ -172,26 +172,43 @@ def sandbox_args(
     return args
 
 
-def _program_args(command: str | Sequence[str]) -> list[str]:
+def _program_args(command: str | Sequence[str], project: Path) -> list[str]:
     """The programs the test command names that live under /tmp, /run or HOME, which the sandbox
     replaces with empty ones: shown read-only (a virtualenv whole, so its interpreter finds
     `pyvenv.cfg`). Every absolute path in the command counts, so `sh -c '...' /tmp/venv/bin/python`
-    and a wrapper script's arguments show through too."""
+    and a wrapper script's arguments show through too, and so do the interpreters the project's own
+    virtualenvs link to."""
     try:
         words = shlex.split(command) if isinstance(command, str) else list(command)
     except ValueError:
         words = [command] if isinstance(command, str) else []
-    hidden = (Path("/tmp"), Path("/run"), Path.home().resolve())
+    paths = [Path(found) for word in words for found in ABSOLUTE.findall(word)]
+    for env_dir in environments(project, Path("/nonexistent")):
+        paths += [p for p in (env_dir / "bin").glob("python*") if p.is_symlink()]
     roots: list[Path] = []
-    for word in words:
-        for found in ABSOLUTE.findall(word):
-            path = Path(found)
-            if not path.exists() or not any(path.is_relative_to(d) for d in hidden):
-                continue
-            root = next((p for p in (path.parent.parent, path.parent) if (p / "pyvenv.cfg").is_file()), path)
-            if root not in hidden and root not in roots and not any(root.is_relative_to(r) for r in roots):
+    for path in paths:
+        for seen in _hops(path):
+            root = _hidden_root(seen)
+            if root and root not in roots and not any(root.is_relative_to(r) for r in roots):
                 roots.append(root)
     return [arg for root in roots for arg in ("--ro-bind", str(root), str(root))]
+
+
+def _hops(path: Path) -> list[Path]:
+    """``path`` and every path its symlinks go through (each must exist inside the sandbox)."""
+    hops = [path]
+    while hops[-1].is_symlink() and len(hops) < 16:
+        hops.append((hops[-1].parent / os.readlink(hops[-1])).absolute())
+    return hops
+
+
+def _hidden_root(path: Path) -> Path | None:
+    """What to show of ``path`` when the sandbox hides where it lives: its virtualenv, or itself."""
+    hidden = (Path("/tmp"), Path("/run"), Path.home().resolve())
+    if not path.exists() or not any(path.is_relative_to(d) for d in hidden):
+        return None
+    root = next((p for p in (path.parent.parent, path.parent) if (p / "pyvenv.cfg").is_file()), path)
+    return None if root in hidden else root
 
 
 # An absolute path inside a command word (a whole word, or one inside a `sh -c` script)

@@ -93,8 +93,7 @@ def test_heals_are_rate_limited_per_unit(systemd_sandbox: SystemdSandbox, root: 
         result = pm(systemd_sandbox, config, "heal", "pm-loop.service", "--json")
         assert result.returncode == 0, result.stderr
         heals.append(json.loads(result.stdout)["heal"])
-        recorded_first = recorded_first or time.monotonic()
-        assert before <= recorded_first
+        recorded_first = recorded_first or before
     assert time.monotonic() - first < window, "too slow to test the window"
     assert heals == ["queued", "queued", "queued", "gave_up"]  # a crash loop is not a patch loop
     (trigger,) = queued(root)  # one heal waiting for the project, three requests merged into it
