@@ -22,6 +22,7 @@ What the test command sees (see docs/pipeline.md, "The proof sandbox"):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -185,6 +186,9 @@ def _program_args(command: str | Sequence[str], project: Path) -> list[str]:
     paths = [Path(found) for word in words for found in ABSOLUTE.findall(word)]
     for env_dir in environments(project, Path("/nonexistent")):
         paths += [p for p in (env_dir / "bin").glob("python*") if p.is_symlink()]
+        for pth in env_dir.glob("lib/python*/site-packages/*.pth"):  # directories a .pth adds to sys.path
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                paths += [Path(line) for line in pth.read_text().splitlines() if line.startswith("/")]
     roots: list[Path] = []
     for path in paths:
         for seen in _hops(path):
