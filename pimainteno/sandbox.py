@@ -9,8 +9,9 @@ What the test command sees (see docs/pipeline.md, "The proof sandbox"):
   HEAD + the patch, not the unpatched checkout;
 * the project's environments (top-level directories holding a `pyvenv.cfg`, and `node_modules`),
   which a fresh worktree lacks, shown read-only at their place;
-* the test command's own program, when it lives where the sandbox hides things (/tmp, /run, HOME:
-  a virtualenv kept outside the project), shown read-only — the whole virtualenv for an interpreter;
+* the test command's own programs, when they live where the sandbox hides things (/tmp, /run, HOME:
+  a virtualenv kept outside the project; PATH's directories; what the project's virtualenvs link
+  to), shown read-only — the whole virtualenv for an interpreter;
 * git working read-only: the worktree's `.git` file is pointed at a read-only view of the
   repository, so `git status`/`log`/`describe` work and `git add`/`commit` fail;
 * a private /tmp and /run (no host sockets from there), a private writable HOME (the real one
@@ -177,13 +178,14 @@ def _program_args(command: str | Sequence[str], project: Path) -> list[str]:
     """The programs the test command names that live under /tmp, /run or HOME, which the sandbox
     replaces with empty ones: shown read-only (a virtualenv whole, so its interpreter finds
     `pyvenv.cfg`). Every absolute path in the command counts, so `sh -c '...' /tmp/venv/bin/python`
-    and a wrapper script's arguments show through too, and so do the interpreters the project's own
-    virtualenvs link to."""
+    and a wrapper script's arguments show through too, and so do the directories on PATH (an activated
+    virtualenv's `python3`) and the interpreters and .pth directories of the project's own virtualenvs."""
     try:
         words = shlex.split(command) if isinstance(command, str) else list(command)
     except ValueError:
         words = [command] if isinstance(command, str) else []
     paths = [Path(found) for word in words for found in ABSOLUTE.findall(word)]
+    paths += [Path(d) for d in os.environ.get("PATH", "").split(":") if d.startswith("/")]  # `python3`, `make`...
     for env_dir in environments(project, Path("/nonexistent")):
         paths += [p for p in (env_dir / "bin").glob("python*") if p.is_symlink()]
         for pth in env_dir.glob("lib/python*/site-packages/*.pth"):  # directories a .pth adds to sys.path
