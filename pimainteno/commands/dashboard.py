@@ -20,6 +20,7 @@ from typing import Any
 
 from pimainteno.app import App
 from pimainteno.errors import InputError, ToolError
+from pimainteno.serve import listen
 
 log = logging.getLogger("pimainteno")
 
@@ -58,23 +59,6 @@ class Prepared:
     sock: socket.socket
     url: str
     login_url: str
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    try:
-        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-    except ValueError:
-        family = socket.AF_INET  # a host name: resolved by bind
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise ToolError(f"cannot listen on {host}:{port}: {e.strerror or e}; pass another --port or --host") from None
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _is_loopback(host: str) -> bool:
@@ -116,7 +100,7 @@ def prepare(app: App, host: str | None = None, port: int | None = None) -> Prepa
     port = port if port is not None else cfg.web.port
     app.db.conn.close()  # creates and migrates the database (WAL on) before Datasette opens it read-only
     ds = make_datasette(app.database_path, cfg.path, signing_secret(app.state_dir))
-    sock = _listen(host, port)
+    sock = listen(host, port)
     url = _base_url(host, sock.getsockname()[1])
     login = f"{url}{ds.urls.path('-/auth-token')}?token={ds._root_token}"
     if not _is_loopback(host):

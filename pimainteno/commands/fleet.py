@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from pathlib import Path
 
 from pimainteno import fleet
 from pimainteno.app import App
 from pimainteno.config import ReplicateConfig
-from pimainteno.errors import ToolError
+from pimainteno.serve import listen
 
 log = logging.getLogger("pimainteno")
 CACHE = "fleet-cache"
@@ -50,7 +49,7 @@ def serve(app: App, replicate: ReplicateConfig, host: str | None, port: int | No
 
     ds, _ = make_datasette(replicate, state_dir_of(app))
     host = host if host is not None else "127.0.0.1"
-    sock = _listen(host, port if port is not None else DEFAULT_PORT)
+    sock = listen(host, port if port is not None else DEFAULT_PORT)
     if host not in ("127.0.0.1", "::1", "localhost"):
         log.warning("the fleet view listens on %s, not only this machine; put it behind a proxy with TLS", host)
     shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
@@ -60,19 +59,6 @@ def serve(app: App, replicate: ReplicateConfig, host: str | None, port: int | No
         server.run(sockets=[sock])
     finally:
         sock.close()
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise ToolError(f"cannot listen on {host}:{port}: {e.strerror or e}; pass another --port or --host") from None
-    sock.listen(128)
-    return sock
 
 
 def state_dir_of(app: App) -> Path:
