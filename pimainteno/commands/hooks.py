@@ -25,6 +25,7 @@ from pathlib import Path
 from pimainteno import git, queue
 from pimainteno.config import Project
 from pimainteno.errors import InputError, ToolError
+from pimainteno.git import GUARD_ENV
 
 log = logging.getLogger("pimainteno")
 
@@ -114,8 +115,9 @@ def render(entries: list[dict[str, str]], python: str) -> str:
         ),
         "PENDING": f'pending="$queue"/{shlex.quote(before) if before else ""}"$project"{shlex.quote(after) if after else ""}',
         "TRIGGER": shlex.quote(fmt),
+        "GUARD": GUARD_ENV,  # the one name git.py sets on pimainteno's own git runs
     }
-    return re.sub(r"@(PROJECTS_JSON|PYTHON|CASES|PENDING|TRIGGER)@", lambda m: values[m.group(1)], template)
+    return re.sub(r"@(PROJECTS_JSON|PYTHON|CASES|PENDING|TRIGGER|GUARD)@", lambda m: values[m.group(1)], template)
 
 
 def _entry(project: Project, config_path: Path, queue_dir: Path | None = None) -> dict[str, str]:
