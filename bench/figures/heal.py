@@ -121,7 +121,7 @@ with ModelServer(script) as srv:
     config.write_text(
         f'[llm]\\nprovider = "codex"\\ncodex = "{codex}"\\nmodel = "{llm.model}"\\napi_key = "sk-bench"\\ntimeout = 60\\n'
         f"[llm.options]\\n{options}\\n\\n[state]\\ndir = {json.dumps(str(root / 'state'))}\\n\\n"
-        f"[systemd_monitor]\\nenabled = true\\nsettle = {settle}\\nheal_limit = 1000\\n\\n"
+        f"[systemd_monitor]\\nenabled = true\\nsettle = {settle}\\nheal_limit = 1000\\ncoalesce = 0\\n\\n"
         f'[[project]]\\nname = "app"\\npath = "{repo}"\\nunit = "{heal_unit}"\\nbranch = "main"\\ntest = {tests}\\n\\n'
         f'[[project]]\\nname = "web"\\npath = "{web_repo}"\\nunit = "{web_unit}"\\nbranch = "main"\\nrestart = false\\n'
         f'health = "http://127.0.0.1:{web_port}/health"\\nhealth_timeout = 1\\n'
