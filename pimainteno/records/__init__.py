@@ -6,6 +6,7 @@
     commits     `commits`: pimainteno's own commits and reverts, and whether they are pushed
     failures    `failures` and `restarts`
     notifications  `notifications`, a proposal's commit subject from its patch call, the last summary
+    read        plain-sqlite3 reads for commands that only look (`status`): no sqlite-utils import
 
 Every text stored passes through scrub() first, so no configured secret reaches the database.
 """
