@@ -32,6 +32,8 @@ NO_HOOKS = "/dev/null"
 _SAFE = ["-c", "core.fsmonitor=false"]
 _QUERIES = {"config", "rev-parse"}
 _DIFFS = {"diff", "log", "show"}
+# Read-only and quick: nothing to stop if pimainteno dies first, so no preexec_fn (procs.run's die_with_us)
+_READ_ONLY = {"rev-parse", "symbolic-ref", "merge-base", "rev-list", "cat-file", "for-each-ref", "ls-files"}
 
 
 class GitError(ToolError):
@@ -70,6 +72,7 @@ def git(
         env={**os.environ, **_ENV, **(env or {})},
         input=None if input is None else input.encode("utf-8", "surrogateescape"),
         limit=None,
+        die_with_us=not _read_only(sub, args),
     )
     if done.error:
         raise GitError("git is not installed (apt-get install git)" if "No such file" in done.error else done.error)
@@ -88,6 +91,16 @@ def _subcommand(args: tuple[str, ...]) -> str:
     while i < len(args) and args[i] == "-c":
         i += 2
     return args[i] if i < len(args) else "(none)"
+
+
+def _read_only(sub: str, args: tuple[str, ...]) -> bool:
+    """A query that changes nothing (`symbolic-ref NAME` reads; with a second operand or -d it writes)."""
+    if sub not in _READ_ONLY:
+        return False
+    if sub == "symbolic-ref":
+        rest = args[args.index(sub) + 1 :]
+        return len([a for a in rest if not a.startswith("-")]) == 1 and not {"-d", "--delete"} & set(rest)
+    return True
 
 
 def _last_line(text: str) -> str:
