@@ -120,6 +120,17 @@ def current_branch(repo: Path) -> str | None:
     return out or None
 
 
+def head_and_branch(repo: Path) -> tuple[str | None, str | None]:
+    """HEAD's commit and current_branch() in one git call (a no-change run's budget is two); the
+    commit is None when the branch has none yet."""
+    out = git(repo, "rev-parse", "HEAD", "--symbolic-full-name", "HEAD", check=False).split()
+    if len(out) == 2 and out[1].startswith("refs/heads/"):
+        return out[0], out[1].removeprefix("refs/heads/")
+    if len(out) == 2 and out[1] == "HEAD":  # detached
+        return out[0], None
+    return (out[0] if len(out) == 2 else None), current_branch(repo)  # unborn, or HEAD names another ref
+
+
 def is_ancestor(repo: Path, sha: str, rev: str = "HEAD") -> bool:
     try:
         git(repo, "merge-base", "--is-ancestor", sha, rev)
