@@ -152,3 +152,18 @@ def test_an_error_line_never_shows_a_configured_secret(tmp_path: Path, monkeypat
     result = CliRunner().invoke(cli, ["summarize", "sk-typed-as-a-project"])
     assert result.exit_code == 3
     assert result.output.startswith("Error: unknown project '[redacted]'") and "sk-typed" not in result.output
+
+
+def test_update_is_one_statement_that_stores_lists_as_json_and_refuses_a_missing_row(
+    database: db.sqlite_utils.Database,
+) -> None:
+    run_id = records.start_run(database, "app", "cli")
+    records.update_run(database, run_id, step="propose", steps=[{"step": "summarize", "detail": "é"}])
+    row = database.execute("SELECT step, steps FROM runs WHERE id = ?", [run_id]).fetchone()
+    assert row == ("propose", '[{"step": "summarize", "detail": "é"}]')  # what sqlite-utils stored before
+    with pytest.raises(db.sqlite_utils.db.NotFoundError):
+        records.update_run(database, run_id + 1, step="propose")
+    with pytest.raises(db.sqlite_utils.db.NotFoundError):
+        records.update_run(database, run_id + 1)
+    with pytest.raises(ValueError, match="not a column"):
+        records.update(database, "runs", run_id, {'step" = 1, "x': "y"})
