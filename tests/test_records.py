@@ -167,3 +167,26 @@ def test_update_is_one_statement_that_stores_lists_as_json_and_refuses_a_missing
         records.update_run(database, run_id + 1)
     with pytest.raises(ValueError, match="not a column"):
         records.update(database, "runs", run_id, {'step" = 1, "x': "y"})
+
+
+def test_every_exported_name_resolves_lazily_and_is_the_one_the_type_checker_sees() -> None:
+    import ast
+    import subprocess
+    import sys
+
+    tree = ast.parse(Path(records.__file__).read_text())
+    typed = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+             and (node.module or "").startswith("pimainteno.records.") for a in node.names}  # fmt: skip
+    assert typed == set(records.__all__)
+    code = (
+        "import sys\nfrom pimainteno import records\n"
+        "print(sorted(m for m in sys.modules if m.startswith('pimainteno.records.')))\n"
+        "from pimainteno.records import now, ProposalStatus, start_run\n"
+        "missing = [n for n in records.__all__ if getattr(records, n) is None]\n"
+        "assert records.base.scrub is records.scrub\n"
+        "print(missing, ProposalStatus.__module__, start_run.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    first, second = out.stdout.splitlines()
+    assert first == "[]"  # importing the package imports no table module
+    assert second == "[] pimainteno.records.proposals pimainteno.records.runs"
