@@ -14,7 +14,8 @@ import click
 
 from pimainteno import errors
 from pimainteno.app import App
-from pimainteno.queue import MAX_ID
+
+MAX_ID = 2**63 - 1  # queue.MAX_ID, SQLite's INTEGER range (queue.py is not imported: every start would pay for it)
 
 
 class _Failure(click.ClickException):

@@ -73,11 +73,8 @@ class Recorded:
 
 
 def monitored_units(config: Config) -> list[str]:
-    """`[systemd_monitor] units`, plus each project's unit when monitoring is enabled."""
-    units = list(config.monitor.units)
-    if config.monitor.enabled:
-        units += [p.unit for p in config.projects]
-    return list(dict.fromkeys(units))
+    """`[systemd_monitor] units`, plus each project's unit when monitoring is enabled (Config.monitored_units)."""
+    return config.monitored_units()
 
 
 def record_failure(app: App, event: FailureEvent, *, source: str, probe: Probe | None = None) -> Recorded:

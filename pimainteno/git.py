@@ -32,6 +32,8 @@ NO_HOOKS = "/dev/null"
 _SAFE = ["-c", "core.fsmonitor=false"]
 _QUERIES = {"config", "rev-parse"}
 _DIFFS = {"diff", "log", "show"}
+# Read-only and quick: nothing to stop if pimainteno dies first, so no preexec_fn (procs.run's die_with_us)
+_READ_ONLY = {"rev-parse", "symbolic-ref", "merge-base", "rev-list", "cat-file", "for-each-ref", "ls-files"}
 
 
 class GitError(ToolError):
@@ -70,6 +72,7 @@ def git(
         env={**os.environ, **_ENV, **(env or {})},
         input=None if input is None else input.encode("utf-8", "surrogateescape"),
         limit=None,
+        die_with_us=not _read_only(sub, args),
     )
     if done.error:
         raise GitError("git is not installed (apt-get install git)" if "No such file" in done.error else done.error)
@@ -90,6 +93,16 @@ def _subcommand(args: tuple[str, ...]) -> str:
     return args[i] if i < len(args) else "(none)"
 
 
+def _read_only(sub: str, args: tuple[str, ...]) -> bool:
+    """A query that changes nothing (`symbolic-ref NAME` reads; with a second operand or -d it writes)."""
+    if sub not in _READ_ONLY:
+        return False
+    if sub == "symbolic-ref":
+        rest = args[args.index(sub) + 1 :]
+        return len([a for a in rest if not a.startswith("-")]) == 1 and not {"-d", "--delete"} & set(rest)
+    return True
+
+
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     for ln in lines:  # git's own verdict is usually the first "error:"/"fatal:" line
@@ -105,6 +118,17 @@ def head(repo: Path) -> str:
 def current_branch(repo: Path) -> str | None:
     out = git(repo, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
     return out or None
+
+
+def head_and_branch(repo: Path) -> tuple[str | None, str | None]:
+    """HEAD's commit and current_branch() in one git call (a no-change run's budget is two); the
+    commit is None when the branch has none yet."""
+    out = git(repo, "rev-parse", "HEAD", "--symbolic-full-name", "HEAD", check=False).split()
+    if len(out) == 2 and out[1].startswith("refs/heads/"):
+        return out[0], out[1].removeprefix("refs/heads/")
+    if len(out) == 2 and out[1] == "HEAD":  # detached
+        return out[0], None
+    return (out[0] if len(out) == 2 else None), current_branch(repo)  # unborn, or HEAD names another ref
 
 
 def is_ancestor(repo: Path, sha: str, rev: str = "HEAD") -> bool:

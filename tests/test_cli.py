@@ -37,7 +37,7 @@ def test_help_imports_nothing_heavy() -> None:
     code = (
         "import sys\nfrom pimainteno.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = {'datasette', 'pystemd', 'unidiff', 'sqlite_utils', 'plumbum', 'pimainteno.providers', 'pimainteno.config'}\n"
+        "heavy = {'datasette', 'pystemd', 'unidiff', 'sqlite_utils', 'plumbum', 'pimainteno.providers', 'pimainteno.config', 'pimainteno.queue'}\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -90,8 +90,10 @@ def test_run_cli_leaves_no_trace_in_the_test_process(tmp_path: Path, monkeypatch
 
 
 def test_every_id_option_of_every_command_uses_the_one_id_type() -> None:
+    from pimainteno import queue
     from pimainteno.cli import ROW_ID, cli
 
+    assert ROW_ID.max == queue.MAX_ID  # the same bound where ids are typed and where triggers are read
     ids = [(name, p.name) for name, cmd in cli.commands.items() for p in cmd.params if (p.name or "").endswith("_id")]
     assert ("apply", "proposal_id") in ids and ("run", "failure_id") in ids and len(ids) >= 5
     for name, param in ids:

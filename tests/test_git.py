@@ -115,3 +115,27 @@ def test_diff_drivers_named_by_the_repository_never_run(in_git_repo: Path, tmp_p
     shown = git.git(in_git_repo, "show", "HEAD") + git.git(in_git_repo, "log", "-p", "-1")
     assert "+changed" in diff and "+changed" in shown
     assert not ran.exists()
+
+
+def test_only_read_only_queries_run_without_the_die_with_us_hook() -> None:
+    """procs.run's preexec_fn (kill the child when pimainteno dies) costs ~1 ms a process; only queries skip it."""
+    assert git._read_only("rev-parse", ("rev-parse", "HEAD"))
+    assert git._read_only("symbolic-ref", ("symbolic-ref", "--quiet", "--short", "HEAD"))
+    assert not git._read_only("symbolic-ref", ("symbolic-ref", "HEAD", "refs/heads/other"))  # sets HEAD
+    assert not git._read_only("symbolic-ref", ("symbolic-ref", "--delete", "HEAD"))
+    for sub in ("push", "commit", "fetch", "reset", "config", "status", "worktree"):
+        assert not git._read_only(sub, (sub,))
+
+
+def test_head_and_branch_in_one_call_agrees_with_head_and_current_branch(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "app")
+    sha = git.head(repo)
+    assert git.head_and_branch(repo) == (sha, "main") == (sha, git.current_branch(repo))
+    run_git(repo, "checkout", "-q", "-b", "heads/odd")  # a branch whose short name looks like a ref
+    assert git.head_and_branch(repo) == (sha, "heads/odd") == (sha, git.current_branch(repo))
+    run_git(repo, "checkout", "-q", "--detach")
+    assert git.head_and_branch(repo) == (sha, None) and git.current_branch(repo) is None
+    unborn = tmp_path / "new"
+    unborn.mkdir()
+    run_git(unborn, "init", "-q", "-b", "trunk")
+    assert git.head_and_branch(unborn) == (None, "trunk")

@@ -152,3 +152,41 @@ def test_an_error_line_never_shows_a_configured_secret(tmp_path: Path, monkeypat
     result = CliRunner().invoke(cli, ["summarize", "sk-typed-as-a-project"])
     assert result.exit_code == 3
     assert result.output.startswith("Error: unknown project '[redacted]'") and "sk-typed" not in result.output
+
+
+def test_update_is_one_statement_that_stores_lists_as_json_and_refuses_a_missing_row(
+    database: db.sqlite_utils.Database,
+) -> None:
+    run_id = records.start_run(database, "app", "cli")
+    records.update_run(database, run_id, step="propose", steps=[{"step": "summarize", "detail": "é"}])
+    row = database.execute("SELECT step, steps FROM runs WHERE id = ?", [run_id]).fetchone()
+    assert row == ("propose", '[{"step": "summarize", "detail": "é"}]')  # what sqlite-utils stored before
+    with pytest.raises(db.sqlite_utils.db.NotFoundError):
+        records.update_run(database, run_id + 1, step="propose")
+    with pytest.raises(db.sqlite_utils.db.NotFoundError):
+        records.update_run(database, run_id + 1)
+    with pytest.raises(ValueError, match="not a column"):
+        records.update(database, "runs", run_id, {'step" = 1, "x': "y"})
+
+
+def test_every_exported_name_resolves_lazily_and_is_the_one_the_type_checker_sees() -> None:
+    import ast
+    import subprocess
+    import sys
+
+    tree = ast.parse(Path(records.__file__).read_text())
+    typed = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+             and (node.module or "").startswith("pimainteno.records.") for a in node.names}  # fmt: skip
+    assert typed == set(records.__all__)
+    code = (
+        "import sys\nfrom pimainteno import records\n"
+        "print(sorted(m for m in sys.modules if m.startswith('pimainteno.records.')))\n"
+        "from pimainteno.records import now, ProposalStatus, start_run\n"
+        "missing = [n for n in records.__all__ if getattr(records, n) is None]\n"
+        "assert records.base.scrub is records.scrub\n"
+        "print(missing, ProposalStatus.__module__, start_run.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    first, second = out.stdout.splitlines()
+    assert first == "[]"  # importing the package imports no table module
+    assert second == "[] pimainteno.records.proposals pimainteno.records.runs"

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 from typing import Any
 
 import click
 
 from pimainteno import records
 from pimainteno.app import App
-from pimainteno.failures import monitored_units
+from pimainteno.records import read
 from pimainteno.words import plural
+
+_RUNS = "SELECT id, project, trigger, status, step, started_at, duration_s, error FROM runs ORDER BY id DESC LIMIT 10"
+_FAILURES = "SELECT id, project, unit, detected_at, result, exit_status, heal FROM failures ORDER BY id DESC LIMIT 5"
+# a fixer run (the `command` provider) is no model call: no tokens, no cost; counted apart
+_USAGE = (
+    "SELECT project, sum(provider != 'command') AS calls, sum(provider != 'command' AND outcome IS NOT 'ok') "
+    "AS failed, coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens, "
+    "sum(provider = 'command') AS fixer_runs, sum(provider = 'command' AND outcome IS NOT 'ok') AS fixer_failed "
+    "FROM llm_calls WHERE started_at >= ? GROUP BY project ORDER BY project"
+)
 
 
 def status(app: App) -> dict[str, Any]:
@@ -21,7 +32,7 @@ def status(app: App) -> dict[str, Any]:
         "config": str(cfg.path),
         "database": str(app.database_path),
         "scheduler": {"enabled": cfg.scheduler.enabled, "schedule": cfg.scheduler.schedule},
-        "systemd_monitor": {"enabled": cfg.monitor.enabled, "units": monitored_units(cfg)},
+        "systemd_monitor": {"enabled": cfg.monitor.enabled, "units": cfg.monitored_units()},
         "queue": {"dir": str(cfg.queue_dir), "pending": queue},
         "heartbeats": {},
         "runs": [],
@@ -31,34 +42,39 @@ def status(app: App) -> dict[str, Any]:
     }
     if not app.database_path.exists():
         return report
-    db = app.db
     if cfg.replicate is not None:  # one line: is the fleet's replica keeping up (docs/fleet.md)
         from pimainteno import fleet_units
 
         state, detail, fix = fleet_units.lag_line(cfg.replicate, app.database_path)
         report["replication"] = {"status": state, "detail": detail, "fix": fix}
-    report["heartbeats"] = records.get_status(db)
-    report["runs"] = records.rows(
-        db,
-        "SELECT id, project, trigger, status, step, started_at, duration_s, error FROM runs ORDER BY id DESC LIMIT 10",
-    )
-    report["failures"] = records.rows(
-        db, "SELECT id, project, unit, detected_at, result, exit_status, heal FROM failures ORDER BY id DESC LIMIT 5"
-    )
+    try:  # plain sqlite3 (no sqlite-utils import, no migration): status only reads
+        report.update(_read_fast(app))
+    except (
+        sqlite3.Error
+    ):  # a file older than the code, or unreadable: open it the usual way (migrates; one-line errors)
+        report.update(_read(app.db.conn))
     watched = report["heartbeats"].get("systemd.units")
     if watched:  # what the running watcher really watches
         with contextlib.suppress(ValueError, TypeError):
             report["systemd_monitor"]["units"] = list(json.loads(watched["value"]))
-    # a fixer run (the `command` provider) is no model call: no tokens, no cost; counted apart
-    report["usage"] = records.rows(
-        db,
-        "SELECT project, sum(provider != 'command') AS calls, sum(provider != 'command' AND outcome IS NOT 'ok') "
-        "AS failed, coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens, "
-        "sum(provider = 'command') AS fixer_runs, sum(provider = 'command' AND outcome IS NOT 'ok') AS fixer_failed "
-        "FROM llm_calls WHERE started_at >= ? GROUP BY project ORDER BY project",
-        [records.now(24 * 3600)],
-    )
     return report
+
+
+def _read_fast(app: App) -> dict[str, Any]:
+    conn = read.connect(app.database_path)
+    try:
+        return _read(conn)
+    finally:
+        conn.close()
+
+
+def _read(conn: sqlite3.Connection) -> dict[str, Any]:
+    return {
+        "heartbeats": read.get_status(conn),
+        "runs": read.rows(conn, _RUNS),
+        "failures": read.rows(conn, _FAILURES),
+        "usage": read.rows(conn, _USAGE, [records.now(24 * 3600)]),
+    }
 
 
 def warnings(app: App) -> list[str]:

@@ -97,6 +97,13 @@ class Config:
     def provider_for(self, project: Project) -> str:
         return project.provider or self.llm.provider
 
+    def monitored_units(self) -> list[str]:
+        """`[systemd_monitor] units`, plus each project's unit when monitoring is enabled."""
+        units = list(self.monitor.units)
+        if self.monitor.enabled:
+            units += [p.unit for p in self.projects]
+        return list(dict.fromkeys(units))
+
 
 def find_config(explicit: str | os.PathLike[str] | None) -> Path:
     if explicit:

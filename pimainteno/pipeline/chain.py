@@ -84,7 +84,8 @@ def _chain(app: App, project: Project, rec: Recorder, request: Request) -> RunOu
     if request.proposal_id is not None:
         mode = "push"  # an approval is the person's go-ahead for the whole chain, whatever the project's mode
     stop = MODES.index(mode)
-    if project.branch and git.current_branch(project.path) != project.branch:
+    first_head, branch = git.head_and_branch(project.path)  # one git call; HEAD is reused below if nothing ran
+    if project.branch and branch != project.branch:
         raise InputError(f"{project.name} is not on its configured branch {project.branch!r}; not touching it")
     if stop >= MODES.index("push") and (records.unpushed(app.db, project.name) or diverged(app, project)):
         with rec.step("push-pending") as entry:  # a push that failed, or landed unseen, last time
@@ -106,7 +107,8 @@ def _chain(app: App, project: Project, rec: Recorder, request: Request) -> RunOu
         if request.proposal_id is not None:
             proposal = _approved(app, project, request)
         else:
-            head = git.head(project.path)
+            # no step before this one (a push, a dead run's restart or rollback): HEAD is as first read
+            head = first_head if attempt == 0 and first_head and not rec.steps else git.head(project.path)
             if request.failure_id is None:  # a heal works from the failure and the last summary: one model call
                 with rec.step("summarize"):
                     summarize(app, project, run_id=rec.run_id, head=head)

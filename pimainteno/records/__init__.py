@@ -6,90 +6,97 @@
     commits     `commits`: pimainteno's own commits and reverts, and whether they are pushed
     failures    `failures` and `restarts`
     notifications  `notifications`, a proposal's commit subject from its patch call, the last summary
+    read        plain-sqlite3 reads for commands that only look (`status`): no sqlite-utils import
 
 Every text stored passes through scrub() first, so no configured secret reaches the database.
 """
 
-from pimainteno.records.base import (
-    REDACTED,
-    delete_status,
-    get_status,
-    insert,
-    now,
-    remember_secrets,
-    rows,
-    scrub,
-    secrets_of,
-    set_status,
-    status_value,
-    sync_projects,
-    update,
-)
-from pimainteno.records.commits import (
-    add_commit,
-    commit_row,
-    forget_commit,
-    mark_pushed,
-    mark_reverted,
-    note_push_error,
-    replace_sha,
-    unpushed,
-)
-from pimainteno.records.failures import (
-    RESTARTING,
-    add_failure,
-    add_restart,
-    announce_restart,
-    count_heals_since,
-    end_heal,
-    failure_row,
-    finish_restart,
-    known_failure,
-    last_healthy_restart,
-    latest_failure_at,
-    prune_failures,
-    recent_failure,
-    restarting_keys,
-    restarting_run,
-    rolled_back_heals,
-    run_alive,
-    unfinished_restarts,
-    update_failure,
-    withdraw_restart,
-)
-from pimainteno.records.notifications import (
-    add_notification,
-    commit_subject_of,
-    last_summary,
-    notifications_held_since_last_sent,
-    notifications_sent_since,
-    proposal_row,
-    set_commit_subject,
-)
-from pimainteno.records.proposals import (
-    TRANSITIONS,
-    WAITING,
-    IllegalTransition,
-    Proposal,
-    ProposalStatus,
-    add_proposal,
-    decided,
-    failed_before,
-    get_proposal,
-    transition,
-)
-from pimainteno.records.runs import (
-    add_llm_call,
-    add_summary,
-    add_trigger,
-    cached_summary,
-    finish_run,
-    last_llm_call,
-    last_runs,
-    running_runs,
-    start_run,
-    update_run,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # at run time each name is imported from its module on first use (__getattr__ below)
+    from pimainteno.records.base import (
+        REDACTED,
+        delete_status,
+        get_status,
+        insert,
+        now,
+        remember_secrets,
+        rows,
+        scrub,
+        secrets_of,
+        set_status,
+        status_value,
+        sync_projects,
+        update,
+    )
+    from pimainteno.records.commits import (
+        add_commit,
+        commit_row,
+        forget_commit,
+        mark_pushed,
+        mark_reverted,
+        note_push_error,
+        replace_sha,
+        unpushed,
+    )
+    from pimainteno.records.failures import (
+        RESTARTING,
+        add_failure,
+        add_restart,
+        announce_restart,
+        count_heals_since,
+        end_heal,
+        failure_row,
+        finish_restart,
+        known_failure,
+        last_healthy_restart,
+        latest_failure_at,
+        prune_failures,
+        recent_failure,
+        restarting_keys,
+        restarting_run,
+        rolled_back_heals,
+        run_alive,
+        unfinished_restarts,
+        update_failure,
+        withdraw_restart,
+    )
+    from pimainteno.records.notifications import (
+        add_notification,
+        commit_subject_of,
+        last_summary,
+        notifications_held_since_last_sent,
+        notifications_sent_since,
+        proposal_row,
+        set_commit_subject,
+    )
+    from pimainteno.records.proposals import (
+        TRANSITIONS,
+        WAITING,
+        IllegalTransition,
+        Proposal,
+        ProposalStatus,
+        add_proposal,
+        decided,
+        failed_before,
+        get_proposal,
+        transition,
+    )
+    from pimainteno.records.runs import (
+        add_llm_call,
+        add_summary,
+        add_trigger,
+        cached_summary,
+        finish_run,
+        last_llm_call,
+        last_runs,
+        running_runs,
+        start_run,
+        update_run,
+    )
 
 __all__ = [
     "RESTARTING",
@@ -108,3 +115,19 @@ __all__ = [
     "note_push_error", "now", "remember_secrets", "rows", "running_runs", "scrub", "secrets_of", "set_status",
     "start_run", "status_value", "sync_projects", "transition", "unpushed", "update_failure", "update_run",
 ]  # fmt: skip
+
+# Searched in this order for a name of __all__; importing them all cost every start (`status`) ~9 ms.
+_MODULES = ("base", "commits", "failures", "notifications", "proposals", "runs")
+_ABSENT = object()
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:  # `records.base`, as when the package imported them all
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in __all__:
+        for module in _MODULES:
+            found = importlib.import_module(f"{__name__}.{module}").__dict__.get(name, _ABSENT)
+            if found is not _ABSENT:
+                globals()[name] = found
+                return found
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -72,7 +72,31 @@ def insert(db: sqlite_utils.Database, table: str, row: dict[str, Any]) -> int:
 
 
 def update(db: sqlite_utils.Database, table: str, row_id: int, values: dict[str, Any]) -> None:
-    db.table(table).update(row_id, clean(values))
+    """Update one row by its `id` with scrubbed values, lists and dicts as JSON (as sqlite-utils stores them).
+
+    One UPDATE statement: sqlite-utils' Table.update first reads the schema and the row (seven queries),
+    which a run's step-by-step `runs` updates paid for on every step."""
+    row = clean(values)
+    for name in (table, *row):
+        if '"' in name:
+            raise ValueError(f"not a column or table name: {name!r}")
+    if row:
+        sets = ", ".join(f'"{k}" = ?' for k in row)
+        done = db.conn.execute(f'UPDATE "{table}" SET {sets} WHERE id = ?', [*map(_jsonify, row.values()), row_id])
+    else:  # nothing to change: still an error for a missing row
+        done = db.conn.execute(f'SELECT 1 FROM "{table}" WHERE id = ?', [row_id])
+    if (done.rowcount if row else len(done.fetchall())) != 1:
+        from sqlite_utils.db import NotFoundError
+
+        raise NotFoundError(f"no {table} row with id {row_id}")
+
+
+def _jsonify(value: Any) -> Any:
+    if isinstance(value, (dict, list, tuple)):
+        import json
+
+        return json.dumps(value, default=repr, ensure_ascii=False)
+    return value
 
 
 def rows(db: sqlite_utils.Database, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:

@@ -4,6 +4,8 @@ the units the watcher watches, and a codex outside the tested range as a warning
 from __future__ import annotations
 
 import json
+import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -146,3 +148,33 @@ def test_status_shows_runs_and_usage(tmp_path: Path) -> None:
     out = run_cli("status").stdout
     assert "#1" in out and "ok" in out and "hook" in out
     assert "model calls (24h) app: 1 call, 0 failed, 120 in / 30 out tokens" in out
+
+
+def test_status_reads_without_sqlite_utils(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "app")
+    write_config(
+        tmp_path, f"[llm]\nprovider = 'command'\ncommand = 'true'\n[[project]]\npath = '{repo}'\ntest = 'true'\n"
+    )
+    assert run_cli("run", "app").returncode == 0  # a migrated database with a run in it
+    code = (
+        "import sys\nfrom pimainteno.cli import main\n"
+        "try:\n    main(['status'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('sqlite_utils', 'pimainteno.db', 'pimainteno.failures') if m in sys.modules))"
+    )
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert "#1" in out and out.strip().splitlines()[-1] == "[]"
+
+
+def test_status_on_a_database_older_than_the_code_migrates_it(tmp_path: Path) -> None:
+    write_config(tmp_path, "")
+    path = tmp_path / "state" / "pimainteno.db"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")  # an SQLite file from before any migration: no tables at all
+    status = run_cli("status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["runs"] == []
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").fetchone() == (1,)
+    finally:
+        conn.close()
