@@ -129,7 +129,12 @@ def workspace(name: str) -> Iterator[Workspace]:
             GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
             PIMAINTENO_STATE_DIR=str(root / "state"),
             PIMAINTENO_CONFIG=str(root / "PiMainteno.toml"),
+            # As an installed copy starts: its bytecode cached (the warm-up run writes it), like the
+            # reference tools' in site-packages. A session that sets PYTHONDONTWRITEBYTECODE would
+            # otherwise recompile pimainteno on every timed start, and only pimainteno.
+            PYTHONPYCACHEPREFIX=str(root / "pycache"),
         )
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         yield Workspace(root, env)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -116,7 +116,7 @@ def provider_checks(cfg: Any) -> Iterator[Check]:
 
 def _codex_checks(llm: Any) -> Iterator[Check]:
     from pimainteno.errors import ToolError
-    from pimainteno.providers.codex import codex_version, find_codex, version_warning
+    from pimainteno.providers.codex_version import codex_version, find_codex, version_warning
 
     try:
         codex = find_codex(llm)

@@ -138,7 +138,7 @@ def run_cli(
     saved_cwd = os.getcwd()
     saved_env = dict(os.environ)  # CliRunner restores only the keys it was given
     db._migrated.clear()  # a new process migrates once; so does each call here
-    if codex := sys.modules.get("pimainteno.providers.codex"):
+    if codex := sys.modules.get("pimainteno.providers.codex_version"):
         codex.codex_version.cache_clear()  # read once per process
     runner = CliRunner()
     code: int | str | None = 0

@@ -43,7 +43,7 @@ def timed_runs(analytics: bool, repo: Path, runs: int) -> list[float]:
 def measure() -> list[Row]:
     if not os.access(CODEX, os.X_OK):
         raise RuntimeError(f"no codex at {CODEX}: run make deps")
-    from pimainteno.providers.codex import codex_version
+    from pimainteno.providers.codex_version import codex_version
 
     with workspace("codex") as ws:
         repo = ws.make_repo(ws.root / "app")

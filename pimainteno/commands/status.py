@@ -83,7 +83,7 @@ def warnings(app: App) -> list[str]:
     used = {cfg.provider_for(p) for p in cfg.projects} or {cfg.llm.provider}
     if "codex" not in used:
         return []
-    from pimainteno.providers.codex import version_warning
+    from pimainteno.providers.codex_version import version_warning
 
     found = version_warning(cfg.llm)
     return [found] if found else []

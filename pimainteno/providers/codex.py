@@ -7,7 +7,6 @@ that changed `.git/config`, hooks, `info/` or refs fails and the change is undon
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -19,17 +18,16 @@ from typing import Any
 
 from pimainteno import git, procs
 from pimainteno.config import LLMConfig
-from pimainteno.errors import SEE_DOCTOR, InputError, ToolError
+from pimainteno.errors import InputError, ToolError
 from pimainteno.providers.call import Call
 from pimainteno.providers.codex_events import DOCTOR_HINT, Events, one_line, text
+from pimainteno.providers.codex_version import codex_version, find_codex
 from pimainteno.providers.prompts import COMMIT_PROMPT, PATCH_ANSWER, SUMMARY_PROMPT, clean_subject
 
 log = logging.getLogger("pimainteno")
 
-_INSTALL = f"install it with `npm install -g @openai/codex` or set [llm] codex = PATH; {SEE_DOCTOR}"
 # API keys meant for OpenAI; codex 0.169's built-in provider reads CODEX_API_KEY, not OPENAI_API_KEY.
 _OPENAI_KEY_ENVS = ("OPENAI_API_KEY", "CODEX_API_KEY")
-TESTED_VERSIONS = ("0.169.0", "0.171.0")  # the oldest and newest codex the tests ran against
 # The patch run's final message: codex passes this schema to the model (--output-schema).
 PATCH_SCHEMA = {
     "type": "object",
@@ -99,53 +97,6 @@ def build_argv(
     argv += list(llm.extra_args)
     # `--` keeps a prompt starting with "-" (or named like a subcommand, e.g. "review") a prompt.
     return [*argv, "--", prompt]
-
-
-def find_codex(llm: LLMConfig) -> str:
-    """The codex executable as a path, or ToolError with how to install it."""
-    name = llm.codex
-    if os.sep in name:
-        path = Path(name).expanduser()
-        if path.is_file() and os.access(path, os.X_OK):
-            return str(path)
-        problem = "no such file" if not path.exists() else "not an executable file"
-        raise ToolError(f"codex not found: {path} ({problem}); {_INSTALL}")
-    found = shutil.which(name)
-    if not found:
-        raise ToolError(f"codex not found: {name!r} is not on PATH; {_INSTALL}")
-    return found
-
-
-# --- version ------------------------------------------------------------------------------------
-
-
-@functools.cache
-def codex_version(executable: str) -> str | None:
-    """`codex --version` as "0.169.0", read once per process and executable; None if unreadable."""
-    done = procs.run([executable, "--version"], timeout=15)
-    found = re.search(r"(\d+\.\d+\.\d+\S*)", text(done.stdout)) if done.ok else None
-    return found.group(1) if found else None
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", version.split("-")[0])[:3])
-
-
-def version_warning(llm: LLMConfig) -> str | None:
-    """One line for `status`/`doctor` when the codex in use is outside the tested range, else None."""
-    try:
-        version = codex_version(find_codex(llm))
-    except ToolError:
-        return None  # a missing codex is reported by whoever needs it
-    oldest, newest = TESTED_VERSIONS
-    if version is None:
-        return f"could not read `{llm.codex} --version`; pimainteno is tested with codex {oldest} to {newest}"
-    if _version_key(oldest) <= _version_key(version) <= _version_key(newest):
-        return None
-    return (
-        f"codex {version} is outside the range pimainteno is tested with ({oldest} to {newest}); "
-        f"if runs misbehave, install @openai/codex@{newest}"
-    )
 
 
 # --- running ------------------------------------------------------------------------------------

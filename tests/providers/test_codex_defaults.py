@@ -11,7 +11,8 @@ import pytest
 
 from pimainteno import git
 from pimainteno.config import LLMConfig
-from pimainteno.providers.codex import PATCH_SCHEMA, CodexProvider, build_argv, run_codex, version_warning
+from pimainteno.providers.codex import PATCH_SCHEMA, CodexProvider, build_argv, run_codex
+from pimainteno.providers.codex_version import version_warning
 from tests.conftest import make_repo, run_git
 from tests.modelserver import exec_command, message
 from tests.providers.test_codex import emit, fake_codex
