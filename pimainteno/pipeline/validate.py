@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pimainteno import git, proof, records, sandbox
-from pimainteno.errors import SEE_DOCTOR, PatchRejected, ValidationFailed
+from pimainteno.errors import SEE_DOCTOR, PatchRejected, ToolError, ValidationFailed
 from pimainteno.procs import NOT_FOUND, CommandResult, tail
 from pimainteno.records import ProposalStatus
 
@@ -86,9 +86,8 @@ def validate(app: App, project: Project, proposal: records.Proposal, *, actor: s
 
     Raises PatchRejected (policy, or it does not apply), TestsFailed, proof.RepositoryChanged (the
     tests changed the worktree) — the proposal is marked first — or ToolError when the sandbox cannot
-    run (the proposal is left as it was).
+    run (the proposal is left as it was) or the tests did not start (the proposal is `failed`).
     """
-    from pimainteno.errors import ToolError
     from pimainteno.patch import check_patch
 
     head = git.head(project.path)
@@ -128,10 +127,15 @@ def validate(app: App, project: Project, proposal: records.Proposal, *, actor: s
         except proof.RepositoryChanged as e:
             records.transition(app.db, proposal.id, ProposalStatus.REJECTED, actor=actor, reason=str(e))
             raise proof.RepositoryChanged(f"proposal #{proposal.id} rejected: {e}; nothing of it lands") from None
+    if proven.failure and (proven.result.error or proven.result.exit_status == NOT_FOUND):
+        # The tests did not run: a set-up problem, not a verdict on the change. `failed`, so the memory
+        # of failed fixes does not hold it against the same change once the set-up is fixed.
+        said = proven.result.error or tail(proven.result.output, 200).strip()
+        failure = f"the tests did not start ({said}); {SEE_DOCTOR}"
+        records.transition(app.db, proposal.id, ProposalStatus.FAILED, actor=actor, reason=failure)
+        raise ToolError(f"proposal #{proposal.id} not proven: {failure}; not applied")
     if proven.failure:
         failure = proven.failure
-        if proven.result.error or proven.result.exit_status == NOT_FOUND:  # did not run: a set-up problem
-            failure = f"the tests did not start ({proven.result.error or tail(proven.result.output, 200).strip()}); {SEE_DOCTOR}"
         output = records.scrub(tail(proven.result.output, TEST_OUTPUT_CHARS))
         records.transition(app.db, proposal.id, ProposalStatus.REJECTED, actor=actor, reason=failure,
                            test_output=output)  # fmt: skip

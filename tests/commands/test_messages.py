@@ -107,9 +107,15 @@ def test_a_test_command_that_cannot_run_points_at_doctor(tmp_path: Path) -> None
     configure(tmp_path)
     set_config(tmp_path, "test = [", 'test = "no-such-test-runner -q"\n# [')
     result = invoke("run", "app")
-    assert result.exit_code == errors.VALIDATION_FAILED, result.stderr
+    assert result.exit_code == errors.TOOL_FAILED, result.stderr  # a set-up problem, not a verdict on the patch
     assert "the tests did not start (" in result.stdout and "no-such-test-runner: not found" in result.stdout
     assert errors.SEE_DOCTOR in result.stdout
+    # the change is not remembered as failed: once the test command is fixed, a run tries it
+    set_config(
+        tmp_path, 'test = "no-such-test-runner -q"', f"test = {json.dumps([PY, '-m', 'unittest', 'discover', '-q'])}"
+    )
+    again = invoke("run", "app", "--reason", "the tests run now")
+    assert again.exit_code == 0 and again.stdout.startswith("app: ok"), again.stdout + again.stderr
 
 
 def test_an_unreachable_remote_points_at_doctor(tmp_path: Path) -> None:
