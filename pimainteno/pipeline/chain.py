@@ -55,12 +55,9 @@ def run(app: App, request: Request, project: Project | None = None) -> RunOutcom
             outcome = ended("interrupted", "interrupted", errors.INTERRUPTED)
             raise
         finally:
-            if (
-                outcome.error
-            ):  # the project's name once; "nothing" with a reason (already healthy) is news, not an error
-                (log.info if outcome.status == "nothing" else log.error)(
-                    "%s: %s", project.name, outcome.error.removeprefix(f"{project.name}: ")
-                )
+            if outcome.error:  # the project's name said once; "nothing" with a reason (already healthy) is news
+                said = outcome.error.removeprefix(f"{project.name}: ")
+                (log.info if outcome.status == "nothing" else log.error)("%s: %s", project.name, said)
             records.finish_run(app.db, run_id, outcome.status, duration_s=round(time.monotonic() - start, 3),
                                error=outcome.error, proposal_id=outcome.proposal_id,
                                commit_sha=outcome.commit_sha)  # fmt: skip
