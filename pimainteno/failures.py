@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import signal
+import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -140,7 +141,10 @@ def record_failure(app: App, event: FailureEvent, *, source: str, probe: Probe |
             "heal": heal, "run_id": run_id,
         })  # fmt: skip
     journal = journal if journal is not None else journal_now()
-    records.update_failure(db, failure_id, journal=journal)
+    try:
+        records.update_failure(db, failure_id, journal=journal)
+    except sqlite3.OperationalError as e:  # locked or full now: the heal must still be queued (the row says so)
+        log.warning("%s: failure #%d recorded without its journal excerpt (%s)", event.unit, failure_id, e)
     if heal == "queued" and (held := _held_back(app, event.unit, journal)):
         heal, detail = "held", held
         records.update_failure(db, failure_id, heal=heal)

@@ -78,7 +78,7 @@ def probe(spec: str, timeout: float, cwd: Path | None = None) -> Probe:
     if k == "http":
         result = _bounded(lambda: _http(spec, timeout), timeout, f"GET {spec}")
     elif k == "tcp":
-        result = _tcp(spec, timeout)
+        result = _bounded(lambda: _tcp(spec, timeout), timeout, f"connect {spec}")  # name lookup included
     else:
         result = _command(spec, timeout, cwd)
     return Probe(result.ok, result.detail, result.output, round(time.monotonic() - start, 3))

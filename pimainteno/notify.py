@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -87,8 +88,7 @@ def notify(
     if held:
         text += f"\n\n({held} more notification(s) were held back in the last hour; see the dashboard)"
     sent = []
-    for url in cfg.urls:
-        outcome, error = _send(url, title, text, cfg.timeout)
+    for url, (outcome, error) in zip(cfg.urls, _send_all(cfg.urls, title, text, cfg.timeout), strict=True):
         if error:
             error = scrub(error)
             log.warning("notification %s to %s:// failed: %s", event, scheme(url), error)
@@ -96,31 +96,36 @@ def notify(
     return sent
 
 
-def _send(url: str, title: str, body: str, timeout: float) -> tuple[str, str | None]:
-    """One delivery in a thread with a deadline: apprise's own timeouts are per socket operation."""
-    box: list[tuple[str, str | None]] = []
+def _send_all(urls: Sequence[str], title: str, body: str, timeout: float) -> list[tuple[str, str | None]]:
+    """Every target at once, each in a thread, all within one deadline (apprise's own timeouts are per
+    socket operation): a slow target never holds up the others, nor the caller past ``timeout``."""
+    boxes: list[list[tuple[str, str | None]]] = [[] for _ in urls]
+    threads = [threading.Thread(target=_deliver, args=(url, title, body, box), daemon=True, name="pimainteno-notify")
+               for url, box in zip(urls, boxes, strict=True)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    late = ("timeout", f"no answer within {timeout:g}s ([notify] timeout)")
+    return [box[0] if box else late for box in boxes]
 
-    def deliver() -> None:
-        try:
-            import apprise
 
-            ap = apprise.Apprise()
-            asset_logger = logging.getLogger("apprise")
-            asset_logger.setLevel(logging.CRITICAL)  # apprise logs full URLs, tokens included
-            if not ap.add(url):
-                box.append(("failed", f"apprise does not understand this {scheme(url)}:// URL"))
-                return
-            ok = ap.notify(title=title, body=body)
-            box.append(("sent", None) if ok else ("failed", f"the {scheme(url)} target refused or was unreachable"))
-        except Exception as e:  # a notifier must never break a run
-            box.append(("failed", f"{type(e).__name__}: {e}"))
+def _deliver(url: str, title: str, body: str, box: list[tuple[str, str | None]]) -> None:
+    """One delivery into ``box``; every fault becomes its outcome (a notifier never breaks a run)."""
+    try:
+        import apprise
 
-    thread = threading.Thread(target=deliver, daemon=True, name="pimainteno-notify")
-    thread.start()
-    thread.join(timeout)
-    if box:
-        return box[0]
-    return "timeout", f"no answer within {timeout:g}s ([notify] timeout)"
+        ap = apprise.Apprise()
+        asset_logger = logging.getLogger("apprise")
+        asset_logger.setLevel(logging.CRITICAL)  # apprise logs full URLs, tokens included
+        if not ap.add(url):
+            box.append(("failed", f"apprise does not understand this {scheme(url)}:// URL"))
+            return
+        ok = ap.notify(title=title, body=body)
+        box.append(("sent", None) if ok else ("failed", f"the {scheme(url)} target refused or was unreachable"))
+    except Exception as e:  # a notifier must never break a run
+        box.append(("failed", f"{type(e).__name__}: {e}"))
 
 
 def _flooded(db: Any, cfg: Any) -> bool:

@@ -167,10 +167,13 @@ def _collect(
                     del buf[:-limit]
                 if on_line is not None and key.fileobj is proc.stdout:
                     partial += data
-                    *lines, rest = partial.split(b"\n")
-                    partial = bytearray(rest)
-                    for line in lines:
-                        on_line(bytes(line) + b"\n")
+                    if b"\n" in data:
+                        *lines, rest = partial.split(b"\n")
+                        partial = bytearray(rest)
+                        for line in lines:
+                            on_line(bytes(line) + b"\n")
+                    elif limit is not None and len(partial) > limit:  # a line without end: keep its tail only
+                        del partial[:-limit]
     finally:
         sel.close()
         for stream in streams:

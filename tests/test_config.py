@@ -144,6 +144,8 @@ MALFORMED = {
         "[notify]\nurls = ['nosuchservice://tok']",
         "notify.urls: expected apprise URLs such as 'ntfy://topic'",
     ),
+    "web url bracket": ("[web]\nurl = 'http://[::1'", "web.url: expected an http:// or https:// URL"),
+    "notify url bracket": ("[notify]\nurls = ['json://[abc']", "notify.urls: expected apprise URLs"),
     "bad event": ("[notify]\nevents = ['pushed', 'exploded']", "notify.events[1]: expected one of pushed, rolled_back"),
     "bad sandbox": ("[[project]]\npath = '/a'\nsandbox = 'off'", "project[0].sandbox: expected true, false or a table"),
     "bad unproven": (

@@ -302,3 +302,16 @@ def test_a_project_that_diverges_is_told_once_not_on_every_run(receiver: Receive
     [told] = [p for p in receiver.posts if p["title"] == "pimainteno: app diverged from its remote"]
     assert told["message"].startswith("app is diverged from its remote: origin refs/heads/main moved on to ")
     assert "commits pimainteno did not make" in told["message"] and told["message"].endswith("clears the mark.")
+
+
+def test_slow_targets_share_one_deadline(db: Any) -> None:
+    slow = [Receiver(delay=5), Receiver(delay=5), Receiver(delay=5)]
+    try:
+        cfg = _config([r.url for r in slow], timeout=0.5)
+        start = time.monotonic()
+        sent = notify.notify(cfg, db, "pushed", project="app", body="x")
+        assert time.monotonic() - start < 1.5  # not 3 × 0.5 s: every target waits within the same deadline
+        assert [s.outcome for s in sent] == ["timeout", "timeout", "timeout"]
+    finally:
+        for r in slow:
+            r.close()

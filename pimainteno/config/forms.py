@@ -66,7 +66,10 @@ def scheme(url: str) -> str:
     """The part of an apprise URL that is safe to show: its scheme."""
     from urllib.parse import urlsplit
 
-    return urlsplit(url).scheme.lower() or "?"
+    try:
+        return urlsplit(url).scheme.lower() or "?"
+    except ValueError:  # e.g. an unclosed [IPv6 bracket
+        return "?"
 
 
 def url_problem(url: str) -> str | None:
@@ -89,7 +92,10 @@ def notify_urls(v: tuple[str, ...]) -> str | None:
 def web_url(v: str | None) -> str | None:
     from urllib.parse import urlsplit
 
-    ok = v is None or (urlsplit(v).scheme in ("http", "https") and bool(urlsplit(v).hostname))
+    try:
+        ok = v is None or (urlsplit(v).scheme in ("http", "https") and bool(urlsplit(v).hostname))
+    except ValueError:  # e.g. an unclosed [IPv6 bracket
+        ok = False
     return None if ok else "an http:// or https:// URL"
 
 

@@ -106,7 +106,7 @@ def replay(app: App, project: Project, tip: str, head: str, ref: str) -> str:
     """Replay pimainteno's own commits between ``tip`` and ``head`` on ``tip``, prove, push, and move the
     checkout there; what was done. PimaintenoError (nothing pushed, the checkout untouched) when it cannot."""
     from pimainteno.errors import ToolError
-    from pimainteno.procs import run_command
+    from pimainteno.proof import ran_no_tests
 
     ours = {row["sha"] for row in records.unpushed(app.db, project.name)}
     local = git.git(project.path, "rev-list", "--reverse", "--no-merges", f"{tip}..{head}").split()
@@ -126,10 +126,17 @@ def replay(app: App, project: Project, tip: str, head: str, ref: str) -> str:
                 raise ToolError(f"replaying {sha[:12]} on it conflicts") from None
             mapping[sha] = git.head(wt)
         new = git.head(wt)
-        if project.test:
-            result = run_command(project.test, wt, project.test_timeout)
-            if not result.ok:
-                raise ToolError(f"the project's tests fail on the replay ({result.error or result.exit_status})")
+        if project.test:  # proven like any patch: in the proof sandbox, and the tests may change nothing tracked
+            from pimainteno.pipeline.validate import run_tests, sandbox_problem
+
+            if problem := sandbox_problem(project):
+                raise ToolError(problem)
+            result = run_tests(project, wt)
+            if not result.ok or (empty := ran_no_tests(result)):
+                why = result.error or (f"exit status {result.exit_status}" if not result.ok else empty)
+                raise ToolError(f"the project's tests fail on the replay ({why})")
+            if git.head(wt) != new or git.git(wt, "status", "--porcelain", "--untracked-files=no").strip():
+                raise ToolError("the project's tests changed the replay's worktree; not pushing it")
         try:
             git.git(
                 wt, "push", "--porcelain", "--quiet", project.remote, f"{new}:{ref}", timeout=app.config.git.timeout

@@ -152,11 +152,11 @@ def commit_validated(app: App, project: Project, proposal: records.Proposal, val
     Built with `git commit-tree` from the proposal's checked diff (proof.commit_proposal): the tree
     must be the one the tests proved; no worktree's content is ever committed.
     """
-    with git.temporary_worktree(project.path, app.state_dir, f"{project.name}-commit", rev=validated.head) as wt:
-        git.git(wt, "apply", "--index", "--whitespace=nowarn", "-", input=validated.patch)
-        subject = records.commit_subject_of(app.db, proposal.id) or commit_subject(
-            app, project, wt, proposal.diff, proposal.files, run_id
-        )  # the patch call's own subject: no second model call
+    subject = records.commit_subject_of(app.db, proposal.id)  # the patch call's own subject: no second call
+    if not subject:  # fixers, hand patches, a missing answer: ask for one, in a worktree holding the change
+        with git.temporary_worktree(project.path, app.state_dir, f"{project.name}-commit", rev=validated.head) as wt:
+            git.git(wt, "apply", "--index", "--whitespace=nowarn", "-", input=validated.patch)
+            subject = commit_subject(app, project, wt, proposal.diff, proposal.files, run_id)
     expected = proof.Expected(validated.head, validated.tree, "", {})
     message = git.commit_message(subject, proposal.id)
     return proof.commit_proposal(project.path, expected, validated.patch, message,
