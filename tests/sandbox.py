@@ -173,11 +173,13 @@ _INNER = r"""
 set -eu
 console="$1"; shift
 mount -t tmpfs -o mode=0755,size=64m tmpfs /run
-mkdir -p /run/systemd/system /run/systemd/system-generators /run/systemd/journald.conf.d
+mkdir -p /run/systemd/system /run/systemd/system-generators /run/systemd/journald.conf.d /run/systemd/system.conf.d
 while [ "$1" != "--" ]; do ln -s /dev/null "/run/systemd/system/$1"; shift; done
 shift
 for g in "$@"; do ln -sf /dev/null "/run/systemd/system-generators/$g"; done
 printf '[Journal]\nStorage=volatile\nReadKMsg=no\nForwardToKMsg=no\n' > /run/systemd/journald.conf.d/sandbox.conf
+# a service a test left that ignores SIGTERM must not hold the poweroff past stop_timeout
+printf '[Manager]\nDefaultTimeoutStopSec=8s\n' > /run/systemd/system.conf.d/sandbox.conf
 for d in /var/log/journal /var/lib/systemd /etc/systemd/system; do
     if [ -d "$d" ]; then mount -t tmpfs -o mode=0755,size=64m tmpfs "$d"; fi
 done
@@ -277,6 +279,16 @@ def _remove_cgroup_tree(cgroup: Path) -> None:
                 if exc.errno != errno.EBUSY or time.monotonic() > deadline:
                     raise SandboxError(f"cannot remove the sandbox cgroup {directory}: {exc}") from exc
                 time.sleep(0.02)
+
+
+def _describe(pid: int) -> str:
+    """``pid (state) command line`` of a process, for an error message; what /proc still tells."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except (OSError, IndexError):
+        return f"{pid} (gone)"
+    return f"{pid} ({state}) {argv or '?'}"
 
 
 def remove_stale(cgroup_parent: Path) -> None:
@@ -381,7 +393,7 @@ class SystemdSandbox:
                             os.kill(pid, signal.SIGKILL)
                 proc.wait(timeout=10)
         self._remove_cgroup()
-        self.leftover_pids = self._leftovers()
+        self.leftover_pids = self._wait_for_empty_namespace(timeout=15)
         self._close_console()
         self.pid = None
         self._check_canary("shutdown")
@@ -389,7 +401,8 @@ class SystemdSandbox:
             self._canary.unlink(missing_ok=True)
             self._canary = None
         if self.leftover_pids:
-            raise SandboxError(f"processes of the sandbox survived its shutdown: {self.leftover_pids}")
+            described = "; ".join(_describe(pid) for pid in self.leftover_pids)
+            raise SandboxError(f"processes of the sandbox survived its shutdown: {described}")
 
     # -- using it ----------------------------------------------------------------------------
 
@@ -486,6 +499,17 @@ class SystemdSandbox:
     def _check_canary(self, when: str) -> None:
         if self._canary is not None and not self._canary.exists():
             raise SandboxError(f"the host's /tmp lost its canary file during the sandbox {when}: STOP and investigate")
+
+    def _wait_for_empty_namespace(self, timeout: float) -> list[int]:
+        """The sandbox's processes still alive after ``timeout`` seconds (none, normally).
+
+        PID 1's death makes the kernel kill the rest of its namespace, but a killed process can
+        take a moment to go (a loaded machine, a zombie whose host parent has not reaped it yet).
+        """
+        deadline = time.monotonic() + timeout
+        while (left := self._leftovers()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return left
 
     def _leftovers(self) -> list[int]:
         if self._pidns is None:
