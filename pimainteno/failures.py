@@ -122,7 +122,7 @@ def record_failure(app: App, event: FailureEvent, *, source: str, probe: Probe |
         heal, run_id, detail = "none", None, ""
         if project is None:
             detail = "no configured project has this unit"
-        elif (run_id := records.restarting_run(db, event.unit)) is not None:
+        elif (run_id := records.restarting_run(db, event.unit, at=event.failed_at or None)) is not None:
             heal, detail = "run", f"run #{run_id} restarted it and rolls back"
         else:
             heals = records.count_heals_since(db, event.unit, records.now(cfg.monitor.heal_window))
@@ -180,7 +180,7 @@ def _coalesce_into(app: App, event: FailureEvent) -> dict[str, Any] | None:
     if heal == "queued":  # its heal has not started, or is running: this failure is that heal's too
         return recent if run_id is None or records.run_alive(app.db, run_id) else None
     if heal == "run":  # the run restarting the unit handles it, while it still does
-        return recent if records.restarting_run(app.db, event.unit) == run_id else None
+        return recent if records.restarting_run(app.db, event.unit, at=event.failed_at or None) == run_id else None
     # No heal will come for it; any other mark (a heal that ended, an error) makes this one new.
     return recent if heal in ("gave_up", "none", "held") else None
 
@@ -260,6 +260,7 @@ def event_for(app: App, unit: str, env: dict[str, str] | None = None) -> Failure
             unit=unit, active_state="failed", sub_state="failed", result=env["MONITOR_SERVICE_RESULT"],
             exit_code=env.get("MONITOR_EXIT_CODE", ""), exit_status=_exit_status(env.get("MONITOR_EXIT_STATUS", "")),
             invocation_id=env.get("MONITOR_INVOCATION_ID", ""), detected_at=now, detected_wall=wall,
+            failed_at=_failed_at(app, unit),
         )  # fmt: skip
     from pimainteno.systemd import unit_state
 
@@ -269,8 +270,19 @@ def event_for(app: App, unit: str, env: dict[str, str] | None = None) -> Failure
     return FailureEvent(
         unit=unit, active_state=state["ActiveState"], sub_state=state["SubState"], result=state["Result"],
         exit_code=state["ExecMainCode"], exit_status=state["ExecMainStatus"], invocation_id=state["InvocationID"],
-        detected_at=now, detected_wall=wall,
+        detected_at=now, detected_wall=wall, failed_at=state["FailedAt"],
     )  # fmt: skip
+
+
+def _failed_at(app: App, unit: str) -> float:
+    """When systemd saw ``unit`` go down (epoch seconds), 0.0 when it cannot say: OnFailure= starts us
+    a moment after, later on a loaded machine, and a run's restart owns a failure by its time."""
+    from pimainteno.systemd import unit_state
+
+    try:
+        return float(unit_state(unit, user=app.config.monitor.user)["FailedAt"])
+    except (PimaintenoError, OSError):
+        return 0.0
 
 
 def record_probe_failure(app: App, project: Project, probe: Probe) -> Recorded | None:

@@ -41,7 +41,7 @@ RESULT_TYPES = ("service", "socket", "mount", "swap", "timer", "path", "automoun
 EXIT_CODES = {1: "exited", 2: "killed", 3: "dumped", 4: "trapped", 5: "stopped", 6: "continued"}
 LOST = {errno.ECONNRESET, errno.ENOTCONN, errno.EPIPE, errno.ECONNREFUSED, errno.ENOENT, errno.ESHUTDOWN}
 COMMON = {"active_state": "ActiveState", "sub_state": "SubState", "result": "Result", "invocation_id": "InvocationID"}
-EVENT_FIELDS = {**COMMON, "exit_code": "ExecMainCode", "exit_status": "ExecMainStatus"}
+EVENT_FIELDS = {**COMMON, "exit_code": "ExecMainCode", "exit_status": "ExecMainStatus", "failed_at": "FailedAt"}
 RESTART_FIELDS = {**COMMON, "exec_main_status": "ExecMainStatus"}
 TEXT_PROPERTIES = ("LoadState", "ActiveState", "SubState", "Result", "Type", "InvocationID")
 Signals = list[tuple[str, float, Any]]  # (tag, time.monotonic() on arrival, message body)
@@ -76,6 +76,7 @@ class FailureEvent:
     detected_at: float  # time.monotonic() when the signal (or the sweep) saw it
     detected_wall: str  # UTC ISO-8601
     swept: bool = False  # already failed when the watch (re)connected
+    failed_at: float = 0.0  # epoch seconds when systemd saw it fail (InactiveEnterTimestamp); 0: unknown
 
 
 class BusLost(ToolError):
@@ -182,11 +183,13 @@ def _state(raw: dict[str, Any]) -> dict[str, Any]:
     state: dict[str, Any] = {name: _text(raw.get(name)) for name in TEXT_PROPERTIES}
     state["ExecMainStatus"] = int(raw.get("ExecMainStatus") or 0)
     state["ExecMainCode"] = EXIT_CODES.get(int(raw.get("ExecMainCode") or 0), "")
+    state["FailedAt"] = int(raw.get("InactiveEnterTimestamp") or 0) / 1e6  # usec since the epoch; 0: never
     return state
 
 
 def _read_state(bus: _Bus, path: bytes, unit: str) -> dict[str, Any]:
-    names = (("LoadState", b"s"), ("ActiveState", b"s"), ("SubState", b"s"), ("InvocationID", b"ay"))
+    names = (("LoadState", b"s"), ("ActiveState", b"s"), ("SubState", b"s"), ("InvocationID", b"ay"),
+             ("InactiveEnterTimestamp", b"t"))  # fmt: skip
     raw = {name: bus.get(path, UNIT, name, sig) for name, sig in names}
     kind = unit.rpartition(".")[2]
     if kind == "service":
@@ -199,7 +202,8 @@ def _read_state(bus: _Bus, path: bytes, unit: str) -> dict[str, Any]:
 
 def unit_state(unit: str, *, user: bool = False) -> dict[str, Any]:
     """ActiveState, SubState, Result, ExecMainStatus (int), ExecMainCode (text: exited, killed,
-    dumped), InvocationID (hex), Type ("" unless a service) and LoadState, on one connection."""
+    dumped), InvocationID (hex), Type ("" unless a service), LoadState and FailedAt (epoch seconds it last
+    went inactive or failed, 0 never), on one connection."""
     with contextlib.closing(_Bus(user)) as bus:
         return _read_state(bus, bytes(bus.call(b"LoadUnit", b"s", unit)), unit)
 
@@ -319,6 +323,8 @@ def watch_failures(
         reported[unit] = key
         wall = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         fields = {field: state[key] for field, key in EVENT_FIELDS.items()}
+        if not fields["failed_at"]:  # systemd did not say when: when its signal arrived
+            fields["failed_at"] = time.time() - (time.monotonic() - detected_at)
         on_failure(FailureEvent(unit=unit, detected_at=detected_at, detected_wall=wall, swept=swept, **fields))
 
     def session(bus: _Bus) -> None:

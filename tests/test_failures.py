@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import time
+
+from pimainteno import records
 from pimainteno.app import App
 from pimainteno.failures import fingerprint, prune, record_failure
 from pimainteno.systemd import FailureEvent
-from tests.conftest import write_config
+from tests.conftest import make_repo, write_config
 
 CRASH = """\
 Nov 30 08:01:02 host python[4242]: Traceback (most recent call last):
@@ -60,3 +63,33 @@ def test_repeated_failures_within_the_window_are_one_row_and_old_rows_are_pruned
     fresh = record_failure(app, event("e" * 32), source="watch")  # a new row, counted from one again
     assert "times since" not in fresh.detail
     assert app.db.execute("SELECT count, invocation_id FROM failures").fetchall() == [(1, "e" * 32)]
+
+
+def test_a_failure_within_a_runs_restart_is_the_runs_even_when_seen_after_the_check(tmp_path: Path) -> None:
+    """The watcher can see a crash after the restarting run's check has already ended (a loaded machine):
+    systemd's time of the failure, not the time it is recorded, says whose it is."""
+    repo = make_repo(tmp_path / "app")
+    write_config(tmp_path, f'[[project]]\nname = "app"\npath = "{repo}"\nunit = "pm-x.service"\n')
+    app = App()
+    run_id = records.start_run(app.db, project="app", trigger="manual")
+    records.announce_restart(app.db, "pm-x.service", run_id, time.time() + 60)
+    crashed = time.time()
+    assert records.restarting_run(app.db, "pm-x.service") == run_id
+    records.end_restart(app.db, "pm-x.service")
+    later = time.time() + 1
+    assert records.restarting_run(app.db, "pm-x.service", at=crashed) == run_id  # seen late: still the run's
+    assert records.restarting_run(app.db, "pm-x.service", at=later) is None  # after the check: a new failure
+    assert records.restarting_run(app.db, "pm-x.service", at=crashed - 60) is None  # before the restart
+    late = record_failure(app, FailureEvent(**{**event("f" * 32).__dict__, "failed_at": crashed}), source="watch")
+    assert (late.heal, app.db.execute("SELECT run_id FROM failures").fetchone()) == ("run", (run_id,))
+    fresh = record_failure(app, FailureEvent(**{**event("a" * 32).__dict__, "failed_at": later}), source="watch")
+    assert fresh.heal == "queued"
+
+
+def test_a_restart_whose_run_died_owns_no_failure(tmp_path: Path) -> None:
+    write_config(tmp_path, '[systemd_monitor]\nunits = ["pm-x.service"]\n')
+    app = App()
+    run_id = records.start_run(app.db, project="app", trigger="manual")
+    records.update_run(app.db, run_id, pid=2**22 + 1)  # above pid_max: no such process
+    records.announce_restart(app.db, "pm-x.service", run_id, time.time() + 60)
+    assert records.restarting_run(app.db, "pm-x.service") is None

@@ -62,6 +62,8 @@ def close_dead_restarts(app: App, project: Project) -> list[int]:
             dead.append(row["run_id"])
     for unit, value in records.restarting_keys(db).items():
         run_id = value.get("run_id")
+        if value.get("ended"):
+            continue  # its run finished the restart check; the key only dates late-seen failures
         if unit == project.unit and not (isinstance(run_id, int) and records.run_alive(db, run_id)):
             records.withdraw_restart(db, unit)
     return dead

@@ -138,7 +138,7 @@ def _announced(app: App, unit: str, run_id: int, probing: float = 0.0) -> Iterat
     try:
         yield
     finally:
-        records.withdraw_restart(app.db, unit)
+        records.end_restart(app.db, unit)
 
 
 def _restart(app: App, project: Project, run_id: int) -> Restarted:

@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # at run time each name is imported from its module on first 
         announce_restart,
         count_heals_since,
         end_heal,
+        end_restart,
         failure_row,
         finish_restart,
         known_failure,
@@ -101,6 +102,7 @@ if TYPE_CHECKING:  # at run time each name is imported from its module on first 
 __all__ = [
     "RESTARTING",
     "announce_restart",
+    "end_restart",
     "restarting_run",
     "withdraw_restart",
     "insert", "update",  # a row of any table, scrubbed (what db.insert/db.update were)

@@ -71,7 +71,7 @@ def unfinished_restarts(db: sqlite_utils.Database, project: str) -> list[dict[st
 
 
 def restarting_keys(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:
-    """Every announced restart: unit -> {run_id, until}."""
+    """Every announced restart: unit -> {run_id, since, until, and ended once its check is over}."""
     found: dict[str, dict[str, Any]] = {}
     for row in db.table("status").rows_where("key LIKE ?", [RESTARTING + "%"], select="key, value"):
         try:
@@ -114,29 +114,47 @@ def end_heal(db: sqlite_utils.Database, failure_id: int, run_id: int, run_status
     return mark
 
 
-RESTARTING = "restarting."  # status key prefix while a run restarts a unit (value: run id and deadline)
+RESTARTING = "restarting."  # status key prefix while a run restarts a unit (value: run id, its window)
 
 
 def announce_restart(db: sqlite_utils.Database, unit: str, run_id: int, until: float) -> None:
-    """Until ``until`` (epoch seconds) or withdraw_restart, a failure of ``unit`` is run ``run_id``'s to handle."""
-    set_status(db, RESTARTING + unit, json.dumps({"run_id": run_id, "until": until}))
+    """Until ``until`` (epoch seconds) or end_restart, a failure of ``unit`` is run ``run_id``'s to handle."""
+    set_status(db, RESTARTING + unit, json.dumps({"run_id": run_id, "since": time.time(), "until": until}))
+
+
+def end_restart(db: sqlite_utils.Database, unit: str) -> None:
+    """The run's restart check is over: failures from now on are new, but one that happened within the
+    window and reaches the watcher late (a loaded machine) is still the run's (``restarting_run(at=...)``)."""
+    raw = status_value(db, RESTARTING + unit)
+    try:
+        value = dict(json.loads(raw or ""))
+    except (ValueError, TypeError):
+        value = {}
+    if "run_id" not in value:
+        withdraw_restart(db, unit)
+        return
+    set_status(db, RESTARTING + unit, json.dumps({**value, "until": time.time(), "ended": True}))
 
 
 def withdraw_restart(db: sqlite_utils.Database, unit: str) -> None:
     delete_status(db, RESTARTING + unit)
 
 
-def restarting_run(db: sqlite_utils.Database, unit: str) -> int | None:
-    """The run that is restarting ``unit`` right now (its restart check handles a failure), if any."""
+def restarting_run(db: sqlite_utils.Database, unit: str, at: float | None = None) -> int | None:
+    """The run whose restart of ``unit`` a failure at ``at`` (epoch seconds, systemd's own time of the
+    failure; None: now) belongs to, if any: the run handles it (its restart check sees it)."""
     raw = status_value(db, RESTARTING + unit)
     if raw is None:
         return None
+    at = time.time() if at is None else at
     try:
         value = json.loads(raw)
-        run_id = int(value["run_id"]) if time.time() < float(value["until"]) else None
+        run_id, since, until = int(value["run_id"]), float(value.get("since", 0)), float(value["until"])
     except (ValueError, KeyError, TypeError):
         return None
-    if run_id is not None and not run_alive(db, run_id):
+    if not since <= at <= until:
+        return None
+    if not value.get("ended") and not run_alive(db, run_id):
         return None  # its process died: the failure is a new one to heal (recover() finishes that run's restart)
     return run_id
 
