@@ -39,8 +39,9 @@ lint: $(VENV)/.installed
 
 # Everything, the slow soak and full property runs included; pytest's status is make's (5, no tests ran, fails).
 # Four workers on two cores: most tests wait on git, codex, bubblewrap or a booted systemd, not the CPU.
+# worksteal: an idle worker takes tests queued on a busy one (test times range from 5 ms to 25 s).
 test: deps lint
-	$(VENV)/bin/pytest -n 4
+	$(VENV)/bin/pytest -n 4 --dist worksteal
 
 # The quick loop while working: the property tests' small sample, no soak tests.
 test-quick: $(VENV)/.installed

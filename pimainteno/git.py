@@ -207,9 +207,9 @@ def remove_worktree(repo: Path, path: Path) -> None:
     try:
         git(repo, "worktree", "remove", "--force", "--force", str(path), check=False, timeout=60)
     finally:
-        if path.exists():
+        if path.exists():  # git could not remove it: by hand, then drop git's record of it
             shutil.rmtree(path, ignore_errors=True)
-        git(repo, "worktree", "prune", check=False, timeout=60)
+            git(repo, "worktree", "prune", check=False, timeout=60)
 
 
 def prune_stale_worktrees(repo: Path, state_dir: Path) -> None:

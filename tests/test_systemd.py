@@ -106,10 +106,10 @@ def fail_unit(sandbox: SystemdSandbox, unit: str) -> None:
     """Start the failing unit and wait until systemd has it in the failed state."""
     sandbox.write_unit(unit, FAILING)
     sandbox.systemctl("start", unit, check=False)
-    for _ in range(250):
+    for _ in range(100):
         if sandbox.systemctl("is-failed", "--quiet", unit, check=False).returncode == 0:
             return
-        time.sleep(0.02)
+        time.sleep(0.05)
     raise AssertionError(f"{unit} did not fail")
 
 
@@ -308,7 +308,7 @@ def test_the_watch_command_says_listening_without_waiting_for_a_heartbeat(
     config = tmp_path / "PiMainteno.toml"
     state = tmp_path / "state"
     config.write_text(f'[state]\ndir = "{state}"\n\n[systemd_monitor]\nunits = ["pm-listen2.service"]\n')
-    argv = ["-m", "pimainteno", "--config", str(config), "watch", "--for", "8"]
+    argv = ["-m", "pimainteno", "--config", str(config), "watch", "--for", "5"]
     done: list[subprocess.CompletedProcess[str]] = []
     began = time.monotonic()
     watcher = threading.Thread(target=lambda: done.append(systemd_sandbox.python(argv, check=False, timeout=30)))

@@ -106,7 +106,8 @@ def query(root: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any,
         return conn.execute(sql, params).fetchall()
 
 
-def wait_for(what: str, check: Callable[[], T], timeout: float = 30, every: float = 0.05) -> T:
+def wait_for(what: str, check: Callable[[], T], timeout: float = 30, every: float = 0.15) -> T:
+    """``check()`` until it is true; every 0.15 s, as most checks start a process in the sandbox (nsenter)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
