@@ -151,5 +151,18 @@ def median_seconds(argv: Sequence[str], runs: int = 15, *, warmup: int = 1, **kw
     return statistics.median(times)
 
 
+def median_seconds_side_by_side(commands: Sequence[Sequence[str]], runs: int = 15, **kw: Any) -> list[float]:
+    """Median wall time of each command, run in turns (a, b, a, b, ...) so that a slow spell of the
+    machine falls on all of them alike: what a ratio between them needs."""
+    times: list[list[float]] = [[] for _ in commands]
+    for i in range(1 + runs):  # the first turn warms the caches, untimed
+        for argv, spent in zip(commands, times, strict=True):
+            start = time.perf_counter()
+            subprocess.run(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, **kw)
+            if i:
+                spent.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
 def toml_list(items: Sequence[str]) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"

@@ -162,3 +162,28 @@ def test_missing_codex_gives_no_version_warning(tmp_path: Path):
 def test_the_guard_of_a_worktree_watches_the_main_repositorys_git_dir(worktree):
     repo, wt = worktree
     assert git.GitDirGuard(wt).root == (repo / ".git").resolve()
+
+
+def test_npms_codex_version_is_read_from_its_package_without_starting_it(tmp_path: Path, monkeypatch):
+    """npm's layout (.bin/codex -> @openai/codex/bin/codex.js beside package.json): no node start for `status`."""
+    from pimainteno import procs
+    from pimainteno.providers.codex_version import codex_version
+
+    package = tmp_path / "node_modules" / "@openai" / "codex"
+    (package / "bin").mkdir(parents=True)
+    (package / "package.json").write_text('{"name": "@openai/codex", "version": "0.170.1"}')
+    script = package / "bin" / "codex.js"
+    script.write_text("#!/bin/sh\necho 'codex-cli 9.9.9'\n")  # what asking would say: not asked
+    script.chmod(0o755)
+    (tmp_path / "node_modules" / ".bin").mkdir()
+    (tmp_path / "node_modules" / ".bin" / "codex").symlink_to("../@openai/codex/bin/codex.js")
+
+    def no_process(*args, **kw):
+        raise AssertionError(f"started {args[0]}")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(procs, "run", no_process)
+        assert codex_version(str(tmp_path / "node_modules" / ".bin" / "codex")) == "0.170.1"
+    (package / "package.json").write_text('{"name": "someone-else", "version": "0.170.2"}')
+    codex_version.cache_clear()
+    assert codex_version(str(script)) == "9.9.9"  # not codex's package: asked

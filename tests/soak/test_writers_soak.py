@@ -1,4 +1,4 @@
-"""16 concurrent writers of every kind for 15 s (PIMAINTENO_SOAK_SECONDS) while the dashboard and `status` read.
+"""16 concurrent writers of every kind for 8 s (PIMAINTENO_SOAK_SECONDS) while the dashboard and `status` read.
 
 No "database is locked", no lost and no duplicated rows: every row a writer saw committed is in
 the database exactly once, and no reader ever got an error.
@@ -23,7 +23,7 @@ from tests.soak.helpers import dashboard, env_with_repo, get
 pytestmark = pytest.mark.slow
 
 # 16 writers contend from the first second on 2 cores; a longer soak: PIMAINTENO_SOAK_SECONDS=300.
-SECONDS = float(os.environ.get("PIMAINTENO_SOAK_SECONDS", "15"))
+SECONDS = float(os.environ.get("PIMAINTENO_SOAK_SECONDS", "8"))
 KINDS = ("runs", "llm_calls", "failures", "triggers")
 PER_KIND = 4
 PAGES = ("/", "/api/status", "/pimainteno/runs", "/pimainteno/llm_calls", "/pimainteno/failures",
