@@ -193,8 +193,8 @@ def _read_state(bus: _Bus, path: bytes, unit: str) -> dict[str, Any]:
     raw = {name: bus.get(path, UNIT, name, sig) for name, sig in names}
     kind = unit.rpartition(".")[2]
     if kind == "service":
-        names = (("Result", b"s"), ("ExecMainStatus", b"i"), ("ExecMainCode", b"i"), ("Type", b"s"))
-        raw.update({name: bus.get(path, SERVICE, name, sig) for name, sig in names})
+        typed = (("Result", b"s"), ("ExecMainStatus", b"i"), ("ExecMainCode", b"i"), ("Type", b"s"))
+        raw.update({name: bus.get(path, SERVICE, name, sig) for name, sig in typed})
     elif kind in RESULT_TYPES:
         raw["Result"] = bus.get(path, b"org.freedesktop.systemd1." + kind.capitalize().encode(), "Result", b"s")
     return _state(raw)
