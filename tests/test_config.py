@@ -4,6 +4,8 @@ import dataclasses
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -401,3 +403,34 @@ path = "/srv/app"
     )
     assert cfg.llm.extra_args == ("--color", "never") and cfg.llm.options == {"model_provider": "local"}
     assert cfg.scheduler.schedule == "Mon..Fri *-*-* 04:30:00" and cfg.projects[0].name == "app"
+
+
+LOADS_APPRISE = (
+    "import sys; from pathlib import Path; from pimainteno import config; "
+    "config.load(Path(sys.argv[1])); print('apprise' in sys.modules)"
+)
+
+
+def test_an_accepted_notify_url_is_not_asked_of_apprise_again(tmp_path: Path) -> None:
+    """apprise and its plugins cost every command a quarter second; a URL it accepted once is remembered
+    (a digest in the cache directory, never the URL), one it refuses is asked and refused every time."""
+    path = tmp_path / "PiMainteno.toml"
+    token = "tk_0123456789abcdef"
+    path.write_text(f"[notify]\nurls = ['json://127.0.0.1:9/hook?token={token}']\n")
+
+    def loads_apprise() -> bool:
+        done = subprocess.run([sys.executable, "-c", LOADS_APPRISE, str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip() == "True"
+
+    assert loads_apprise()  # the first load asks
+    assert not loads_apprise()  # then it is known
+    cache = tmp_path / "home" / ".cache" / "pimainteno" / "apprise-accepted"
+    assert token not in cache.read_text() and "json" not in cache.read_text()
+    assert len(cache.read_text().split()) == 1
+
+    path.write_text("[notify]\nurls = ['json://127.0.0.1:9/hook', 'nosuchservice://tok']\n")
+    for _ in range(2):  # a refusal is not remembered
+        refused = run_cli("--config", str(path), "projects")
+        assert refused.returncode == errors.BAD_INPUT
+        assert "apprise does not understand a nosuchservice:// URL" in refused.stderr

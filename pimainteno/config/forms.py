@@ -85,8 +85,49 @@ def notify_urls(v: tuple[str, ...]) -> str | None:
     expected = "apprise URLs such as 'ntfy://topic' or 'json://host/path'"
     if not all(re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*://\S+", u) for u in v):
         return expected
-    problems = [p for p in (url_problem(u) for u in v) if p]
-    return f"{expected}; {problems[0]}" if problems else None
+    problem = _first_problem(v)
+    return f"{expected}; {problem}" if problem else None
+
+
+ACCEPTED_KEPT = 64  # accepted URLs remembered (as digests)
+
+
+def _first_problem(urls: tuple[str, ...]) -> str | None:
+    """apprise's verdict on each URL, asked only for URLs this apprise has not accepted before.
+
+    Asking loads apprise and every plugin of it (~0.25 s here, more on a Pi) on each start of each
+    command; an accepted URL is remembered in the user's cache directory as a digest of apprise's
+    installed place and modification time and the URL (never the URL: it carries tokens). A refused
+    URL is asked again every time. Best effort: an unwritable cache only means asking again."""
+    import hashlib
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("apprise")
+    try:
+        stamp = f"{spec.origin}\0{os.stat(spec.origin).st_mtime_ns}" if spec and spec.origin else None
+    except OSError:
+        stamp = None
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pimainteno" / "apprise-accepted"
+    digests = {u: hashlib.sha256(f"{stamp}\0{u}".encode("utf-8", "surrogateescape")).hexdigest() for u in urls}
+    try:
+        known = cache.read_text().split() if stamp else []
+    except (OSError, UnicodeDecodeError):
+        known = []
+    asked = [u for u in urls if digests[u] not in known]
+    for url in asked:
+        if problem := url_problem(url):
+            return problem
+    if asked and stamp:
+        kept = list(dict.fromkeys([*known, *(digests[u] for u in asked)]))[-ACCEPTED_KEPT:]
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            part = cache.with_name(f".{cache.name}.{os.getpid()}")
+            part.write_text("".join(f"{d}\n" for d in kept))
+            part.replace(cache)
+        except OSError:
+            pass
+    return None
 
 
 def web_url(v: str | None) -> str | None:
