@@ -5,12 +5,10 @@ whole chain. Real git, real bubblewrap, a real editable install; the `command` p
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +17,12 @@ from pimainteno import errors, patch, pipeline, records
 from pimainteno.app import App
 from pimainteno.errors import PatchRejected
 from pimainteno.pipeline import Request
-from tests.conftest import GIT_ENV, make_repo, run_git
-from tests.test_sandbox import BUILDER, PROBLEM, PYPROJECT, TEST_MODULE
+from tests.conftest import make_repo, run_git
+from tests.editable import INIT, editable_package
+from tests.test_sandbox import PROBLEM
 
 pytestmark = pytest.mark.skipif(PROBLEM is not None, reason=f"the proof sandbox cannot run here: {PROBLEM}")
 PY = sys.executable
-INIT = "src/tinypkg/__init__.py"
 
 
 def fixer(text: str, path: str = INIT) -> list[str]:
@@ -39,30 +37,10 @@ GOOD = fixer("def encode(text):\n    # upper-case, as the tests expect\n    retu
 
 
 @pytest.fixture(scope="module")
-def package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+def package(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A src-layout package installed with `pip install -e .` in its own venv; (its path, first commit)."""
-    if BUILDER is None:
-        pytest.skip("an editable install offline needs python3-setuptools and python3-wheel (scripts/system-deps.sh)")
-    root = tmp_path_factory.mktemp("proof-pipeline")
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in GIT_ENV.items():
-            mp.setenv(key, value)
-        mp.setenv("HOME", str(root))
-        mp.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-        project = make_repo(root / "tinypkg", {
-            "pyproject.toml": PYPROJECT, INIT: "def encode(text):\n    return text.upper()\n",
-            "tests/__init__.py": "", "tests/test_tinypkg.py": TEST_MODULE,
-            ".gitignore": "venv/\n*.egg-info/\n__pycache__/\n",
-        })  # fmt: skip
-        subprocess.run(
-            [BUILDER, "-m", "venv", "--system-site-packages", str(project / "venv")], check=True, timeout=120
-        )
-        subprocess.run(
-            [str(project / "venv/bin/pip"), "install", "--quiet", "--no-deps", "--no-build-isolation",
-             "--no-cache-dir", "--no-input", "-e", str(project)],
-            check=True, timeout=300, capture_output=True, env={**os.environ, "PIP_NO_INDEX": "1"},
-        )  # fmt: skip
-    yield project, run_git(project, "rev-parse", "HEAD").strip()
+    project = editable_package(tmp_path_factory.mktemp("proof-pipeline"))
+    return project, run_git(project, "rev-parse", "HEAD").strip()
 
 
 @pytest.fixture

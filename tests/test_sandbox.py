@@ -3,13 +3,10 @@ hostile tests, hung tests. Real bubblewrap, real git, real processes."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,44 +14,13 @@ import pytest
 from pimainteno import git as g
 from pimainteno import proof, sandbox
 from pimainteno.procs import run_command
-from tests.conftest import GIT_ENV, make_repo, run_git
+from tests.conftest import make_repo, run_git
+from tests.editable import editable_package
 
 PROBLEM = sandbox.problem()
 needs_bwrap = pytest.mark.skipif(PROBLEM is not None, reason=f"the proof sandbox cannot run here: {PROBLEM}")
 
 
-def _builder() -> str | None:
-    """A python3 that can build an editable install without the network (setuptools + wheel)."""
-    for python in ("/usr/bin/python3", "python3"):
-        check = subprocess.run([python, "-c", "import setuptools, wheel"], capture_output=True, check=False)
-        if check.returncode == 0:
-            return python
-    return None
-
-
-BUILDER = _builder()
-PYPROJECT = """\
-[build-system]
-requires = ["setuptools>=61"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "tinypkg"
-version = "0.1"
-
-[tool.setuptools.packages.find]
-where = ["src"]
-"""
-TEST_MODULE = """\
-import unittest
-
-import tinypkg
-
-
-class EncodeTest(unittest.TestCase):
-    def test_encode(self):
-        self.assertEqual(tinypkg.encode("ab"), "AB")
-"""
 BREAKING = """\
 --- a/src/tinypkg/__init__.py
 +++ b/src/tinypkg/__init__.py
@@ -75,38 +41,11 @@ GOOD = """\
 
 
 @pytest.fixture(scope="module")
-def editable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def editable(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A src-layout package installed with `pip install -e .` in its own venv inside the project."""
     if PROBLEM is not None:
         pytest.skip(f"the proof sandbox cannot run here: {PROBLEM}")
-    if BUILDER is None:
-        pytest.skip("an editable install offline needs python3-setuptools and python3-wheel (scripts/system-deps.sh)")
-    root = tmp_path_factory.mktemp("editable")
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in GIT_ENV.items():
-            mp.setenv(key, value)
-        mp.setenv("HOME", str(root))
-        mp.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-        project = make_repo(
-            root / "tinypkg",
-            {
-                "pyproject.toml": PYPROJECT,
-                "src/tinypkg/__init__.py": "def encode(text):\n    return text.upper()\n",
-                "tests/__init__.py": "",
-                "tests/test_tinypkg.py": TEST_MODULE,
-                ".gitignore": "venv/\n*.egg-info/\n__pycache__/\n",
-            },
-        )
-        # The venv sees the system's setuptools and wheel, so the editable install needs no network.
-        subprocess.run(
-            [BUILDER, "-m", "venv", "--system-site-packages", str(project / "venv")], check=True, timeout=120
-        )
-        subprocess.run(
-            [str(project / "venv/bin/pip"), "install", "--quiet", "--no-deps", "--no-build-isolation",
-             "--no-cache-dir", "--no-input", "-e", str(project)],
-            check=True, timeout=300, capture_output=True, env={**os.environ, "PIP_NO_INDEX": "1"},
-        )  # fmt: skip
-    yield project
+    return editable_package(tmp_path_factory.mktemp("editable"))
 
 
 def validate(project: Path, state: Path, patch: str, command: str, *, enabled: bool = True, timeout: float = 60):

@@ -10,12 +10,10 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from queue import Empty, Queue
 
 import pytest
 from click.testing import CliRunner
@@ -24,6 +22,7 @@ from pimainteno import db, errors
 from pimainteno.commands.demo import make_sample
 from pimainteno.pipeline.propose import SUMMARY_MARKER
 from tests.conftest import run_cli, run_git
+from tests.dashboard.process import running_dashboard
 from tests.dashboard.test_http import Server
 
 PY = sys.executable
@@ -128,29 +127,8 @@ def test_1_a_summary_path_that_is_not_a_plain_file_in_the_project_is_left_alone(
 @contextmanager
 def dashboard(config_path: Path, env: dict[str, str]) -> Iterator[Server]:
     """A real `pimainteno dashboard` process on a free port."""
-    proc = subprocess.Popen(
-        [PY, "-m", "pimainteno", "--config", str(config_path), "dashboard", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    lines: Queue[str] = Queue()
-    threading.Thread(target=lambda: [lines.put(line.strip()) for line in proc.stdout or []], daemon=True).start()
-    try:
-        try:
-            got = [lines.get(timeout=30), lines.get(timeout=30)]
-        except Empty:
-            proc.kill()
-            raise AssertionError(f"the dashboard did not start: {proc.communicate()[1]}") from None
-        yield Server(proc, got[0].removeprefix("Dashboard: "), got[1].split(": ", 1)[1], config_path.parent)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with running_dashboard(config_path, env) as running:
+        yield Server(running.proc, running.url, running.login, config_path.parent)
 
 
 def assert_stored_logged_and_served_nowhere(tmp_path: Path, result: subprocess.CompletedProcess[str],

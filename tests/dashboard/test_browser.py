@@ -7,18 +7,13 @@ and `pimainteno drain` runs the queued trigger.
 
 from __future__ import annotations
 
-import queue
-import subprocess
-import sys
-import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from pimainteno import config, db, records
 from tests.conftest import REPO_ROOT, run_cli
+from tests.dashboard.process import running_dashboard
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
@@ -38,43 +33,6 @@ pytestmark = [
 ]
 
 
-def _start_dashboard(config_path: Path) -> tuple[subprocess.Popen[str], str, str]:
-    """A real `pimainteno dashboard` on a free loopback port; returns it, its URL and the root login link."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pimainteno", "--config", str(config_path), "dashboard", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    stdout = proc.stdout
-    assert stdout is not None
-    lines: queue.Queue[str] = queue.Queue()
-
-    def read() -> None:
-        for line in stdout:
-            lines.put(line.strip())
-
-    # A thread reads: select() on a buffered text pipe misses lines already in the buffer.
-    threading.Thread(target=read, daemon=True).start()
-    got: list[str] = []
-    try:
-        while len(got) < 2:
-            got.append(lines.get(timeout=30))
-    except queue.Empty:
-        proc.kill()
-        raise AssertionError(f"the dashboard did not start: {got} {proc.communicate()[1]}") from None
-    url = got[0].removeprefix("Dashboard: ")
-    login = got[1].removeprefix("Log in as root (works once): ")
-    for _ in range(100):
-        try:
-            with urllib.request.urlopen(url + "api/status", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.1)
-    return proc, url, login
-
-
 def test_run_now_in_chromium_queues_a_run_that_drain_executes(tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -88,8 +46,8 @@ def test_run_now_in_chromium_queues_a_run_that_drain_executes(tmp_path: Path) ->
                               "journal": "demo-app.service: Main process exited, status=1/FAILURE\n<b>not bold</b>"})  # fmt: skip
     d.conn.close()
 
-    proc, url, login = _start_dashboard(config_path)
-    try:
+    with running_dashboard(config_path) as running:
+        url, login = running.url, running.login
         with sync_playwright() as pw:
             browser = pw.chromium.launch_persistent_context(
                 str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), args=FLAGS, headless=True
@@ -126,11 +84,4 @@ def test_run_now_in_chromium_queues_a_run_that_drain_executes(tmp_path: Path) ->
                 page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
             finally:
                 browser.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     assert (ARTIFACTS / "dashboard-overview.png").stat().st_size > 10_000

@@ -9,16 +9,14 @@ from __future__ import annotations
 import http.client
 import json
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from queue import Empty, Queue
 from urllib.parse import urlsplit
 
 import pytest
 
 from pimainteno import config, db, records
+from tests.dashboard.process import running_dashboard
 from tests.dashboard.seed import API_KEY, TOKEN, pending, seed, write_config
 
 
@@ -57,30 +55,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
         records.insert(d, "runs", {"project": "app", "trigger": "cli", "started_at": records.now(), "status": "failed",
                               "error": f"provider said: bad key {API_KEY} (token {TOKEN})"})  # fmt: skip
     d.conn.close()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pimainteno", "--config", str(config_path), "dashboard", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: Queue[str] = Queue()
-    threading.Thread(target=lambda: [lines.put(line.strip()) for line in proc.stdout or []], daemon=True).start()
-    try:
-        got = [lines.get(timeout=30), lines.get(timeout=30)]
-    except Empty:
-        proc.kill()
-        raise AssertionError(f"the dashboard did not start: {proc.communicate()[1]}") from None
-    url = got[0].removeprefix("Dashboard: ")
-    login = got[1].removeprefix("Log in as root (works once): ")
-    try:
-        yield Server(proc, url, login, config.load(config_path).queue_dir)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with running_dashboard(config_path) as running:
+        yield Server(running.proc, running.url, running.login, config.load(config_path).queue_dir)
 
 
 def test_a_wrong_bearer_token_is_403_whatever_cookie_comes_with_it(server: Server) -> None:
