@@ -51,8 +51,7 @@ def summarize(
     text = call.text.strip()
     if not call.ok or not text:
         raise ToolError(f"{name} could not summarize {project.name}: {call.error or 'the summary was empty'}")
-    call_id = records.last_llm_call(app.db, project.name, "summary", run_id)
-    records.add_summary(app.db, project.name, head, name, text, call_id)
+    records.add_summary(app.db, project.name, head, name, text, call.llm_call_id)
     write_summary_file(app, project, text)
     return text, False
 

@@ -36,6 +36,7 @@ class Call:
     file_changes: list[str] = field(default_factory=list)  # paths relative to the worktree
     duration_s: float = 0.0
     stderr_tail: str = ""
+    llm_call_id: int | None = None  # its `llm_calls` row, once `accounted` has stored it
 
     @property
     def ok(self) -> bool:
@@ -60,9 +61,8 @@ def accounted(
         raise
     finally:
         call = box.get("call") or Call(outcome="error", error="no result")
-        records.insert(
+        call.llm_call_id = records.add_llm_call(
             db,
-            "llm_calls",
             {
                 "project": project, "run_id": run_id, "provider": provider, "purpose": purpose,
                 "model": call.model, "started_at": started, "duration_s": round(time.monotonic() - t0, 3),

@@ -5,7 +5,7 @@
     runs        `runs`, `summaries`, `llm_calls`, `triggers`
     commits     `commits`: pimainteno's own commits and reverts, and whether they are pushed
     failures    `failures` and `restarts`
-    notifications  `notifications`, a proposal's commit subject from its patch call, the last summary
+    notifications  `notifications`: what was told to whom (the target's scheme only)
     read        plain-sqlite3 reads for commands that only look (`status`): no sqlite-utils import
 
 Every text stored passes through scrub() first, so no configured secret reaches the database.
@@ -67,12 +67,8 @@ if TYPE_CHECKING:  # at run time each name is imported from its module on first 
     )
     from pimainteno.records.notifications import (
         add_notification,
-        commit_subject_of,
-        last_summary,
         notifications_held_since_last_sent,
         notifications_sent_since,
-        proposal_row,
-        set_commit_subject,
     )
     from pimainteno.records.proposals import (
         TRANSITIONS,
@@ -81,9 +77,12 @@ if TYPE_CHECKING:  # at run time each name is imported from its module on first 
         Proposal,
         ProposalStatus,
         add_proposal,
+        commit_subject_of,
         decided,
         failed_before,
         get_proposal,
+        proposal_row,
+        set_commit_subject,
         transition,
     )
     from pimainteno.records.runs import (
@@ -92,8 +91,8 @@ if TYPE_CHECKING:  # at run time each name is imported from its module on first 
         add_trigger,
         cached_summary,
         finish_run,
-        last_llm_call,
         last_runs,
+        last_summary,
         running_runs,
         start_run,
         update_run,
@@ -113,7 +112,7 @@ __all__ = [
     "REDACTED", "TRANSITIONS", "WAITING", "IllegalTransition", "Proposal", "ProposalStatus", "add_commit",
     "add_failure", "add_llm_call", "add_proposal", "decided", "failed_before", "add_restart", "add_summary", "add_trigger", "cached_summary",
     "commit_row", "count_heals_since", "delete_status", "end_heal", "failure_row", "finish_restart", "finish_run",
-    "forget_commit", "get_proposal", "get_status", "known_failure", "last_llm_call", "last_runs", "mark_pushed", "mark_reverted",
+    "forget_commit", "get_proposal", "get_status", "known_failure", "last_runs", "mark_pushed", "mark_reverted",
     "note_push_error", "now", "remember_secrets", "rows", "running_runs", "scrub", "secrets_of", "set_status",
     "start_run", "status_value", "sync_projects", "transition", "unpushed", "update_failure", "update_run",
 ]  # fmt: skip

@@ -200,3 +200,19 @@ def decided(db: sqlite_utils.Database, proposal_id: int) -> str:
         return f"proposal #{proposal_id} was {status} by {by}{reason}"
     approved = f", approved by {by}" if by else ""
     return f"proposal #{proposal_id} is {status}{approved}{reason}"
+
+
+def proposal_row(db: sqlite_utils.Database, proposal_id: int) -> dict[str, Any] | None:
+    found = list(db.table("proposals").rows_where("id = ?", [proposal_id], limit=1,
+                                                  select="id, status, status_reason, commit_subject, files"))  # fmt: skip
+    return found[0] if found else None
+
+
+def set_commit_subject(db: sqlite_utils.Database, proposal_id: int, subject: str | None) -> None:
+    """The subject the patch call gave with its diff (None: none or malformed; the commit asks separately)."""
+    update(db, "proposals", proposal_id, {"commit_subject": subject})
+
+
+def commit_subject_of(db: sqlite_utils.Database, proposal_id: int) -> str | None:
+    found = list(db.table("proposals").rows_where("id = ?", [proposal_id], select="commit_subject", limit=1))
+    return found[0]["commit_subject"] if found else None

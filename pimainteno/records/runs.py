@@ -58,6 +58,13 @@ def cached_summary(db: sqlite_utils.Database, project: str, head: str) -> str | 
     return found[0]["text"] if found else None
 
 
+def last_summary(db: sqlite_utils.Database, project: str) -> str | None:
+    """The project's latest summary at any HEAD: a heal's context without a model call to refresh it."""
+    found = list(db.table("summaries").rows_where("project = ?", [project], order_by="id DESC", limit=1,
+                                                  select="text"))  # fmt: skip
+    return found[0]["text"] if found else None
+
+
 def add_summary(db: sqlite_utils.Database, project: str, head: str, provider: str, text: str,
                 llm_call_id: int | None) -> int:  # fmt: skip
     return insert(db, "summaries", {
@@ -77,11 +84,3 @@ def add_llm_call(db: sqlite_utils.Database, row: dict[str, Any]) -> int:
 def add_trigger(db: sqlite_utils.Database, row: dict[str, Any]) -> int:
     """One consumed queue trigger, as the drain recorded it."""
     return insert(db, "triggers", row)
-
-
-def last_llm_call(db: sqlite_utils.Database, project: str, purpose: str, run_id: int | None) -> int | None:
-    """The id of the latest `llm_calls` row for this project, purpose and run (the call just made)."""
-    where = "project = ? AND purpose = ? AND " + ("run_id = ?" if run_id is not None else "run_id IS NULL")
-    params: list[Any] = [project, purpose] + ([run_id] if run_id is not None else [])
-    found = list(db.table("llm_calls").rows_where(where, params, order_by="id DESC", limit=1, select="id"))
-    return found[0]["id"] if found else None
