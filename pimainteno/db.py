@@ -18,7 +18,7 @@ from pathlib import Path
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from pimainteno.errors import ToolError
+from pimainteno.errors import DatabaseUnavailable
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -166,12 +166,12 @@ _HOST_FAULTS = (
 )  # fmt: skip
 
 
-def host_fault(error: sqlite3.Error, path: str | os.PathLike[str] | None) -> ToolError | None:
-    """The one-line ToolError (exit 4) for a locked, full or failing database; None for anything else."""
+def host_fault(error: sqlite3.Error, path: str | os.PathLike[str] | None) -> DatabaseUnavailable | None:
+    """The one-line error (exit 4) for a locked, full or failing database; None for anything else."""
     said = str(error).lower()
     for words, message in _HOST_FAULTS:
         if any(w in said for w in words):
-            return ToolError(message.format(path=path or "the database"))
+            return DatabaseUnavailable(message.format(path=path or "the database"))
     return None
 
 
@@ -223,11 +223,11 @@ def open_db(path: str | os.PathLike[str]) -> sqlite_utils.Database:
             _migrated.add(key)
         return db
     except sqlite3.DatabaseError as e:
-        raise host_fault(e, path) or ToolError(
+        raise host_fault(e, path) or DatabaseUnavailable(
             f"database {path}: {e}; check the file or point --db elsewhere"
         ) from None
     except OSError as e:
-        raise ToolError(f"database {path}: {e.strerror or e}; check the directory's permissions") from None
+        raise DatabaseUnavailable(f"database {path}: {e.strerror or e}; check the directory's permissions") from None
 
 
 def reopen(path: str | os.PathLike[str]) -> sqlite_utils.Database:

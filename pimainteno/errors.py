@@ -40,5 +40,9 @@ class ToolError(PimaintenoError):
     exit_code = TOOL_FAILED
 
 
+class DatabaseUnavailable(ToolError):
+    """pimainteno's own database cannot be opened or written now (locked, full, unreadable, gone)."""
+
+
 class ValidationFailed(PimaintenoError):
     exit_code = VALIDATION_FAILED

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pimainteno.errors import PimaintenoError
+from pimainteno.errors import DatabaseUnavailable, PimaintenoError
 
 if TYPE_CHECKING:
     from pimainteno.app import App
@@ -62,7 +62,7 @@ class Keeper:
         if old is not None:
             with contextlib.suppress(sqlite3.Error):
                 old.conn.close()
-        self.app.__dict__["db"] = db.reopen(self.app.database_path)  # ToolError (transient) if it cannot
+        self.app.__dict__["db"] = db.reopen(self.app.database_path)  # DatabaseUnavailable (transient) if it cannot
         self.identity = self._identity()
 
     def add(self, event: FailureEvent) -> list[Recorded]:
@@ -82,13 +82,10 @@ class Keeper:
             try:
                 self.check_file()
                 recorded = self.record(event)
-            except TRANSIENT as e:
+            except (*TRANSIENT, DatabaseUnavailable) as e:
                 self._trouble(e)
                 return done
             except PimaintenoError as e:
-                if "database" in str(e).split(":", 1)[0]:  # open_db's wording of a sqlite or OS error
-                    self._trouble(e)
-                    return done
                 log.error("%s failed, but recording it failed: %s", event.unit, e)
             else:
                 done.append(recorded)
