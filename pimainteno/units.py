@@ -150,21 +150,26 @@ def _local_remote(project_path: Path, remote: str) -> Path | None:
     return None
 
 
+def _own_paths(app: App) -> list[tuple[str, Path]]:
+    cfg = app.config
+    own = [("[state] dir", cfg.state_dir), ("database", app.database_path.parent), ("[queue] dir", cfg.queue_dir)]
+    return [(key, Path(os.path.abspath(p))) for key, p in own]
+
+
 def written_paths(app: App) -> list[tuple[str, Path]]:
     """(key, path) of everything the units write: state, database, queue, the projects and their local remotes."""
-    cfg = app.config
-    paths = [("[state] dir", cfg.state_dir), ("database", app.database_path.parent), ("[queue] dir", cfg.queue_dir)]
-    for p in cfg.projects:
-        paths.append((f"[[project]] {p.name} path", p.path))
+    paths = _own_paths(app)
+    for p in app.config.projects:
+        paths.append((f"[[project]] {p.name} path", Path(os.path.abspath(p.path))))
         if (remote := _local_remote(p.path, p.remote)) is not None:
-            paths.append((f"[[project]] {p.name} remote", remote))
-    return [(key, Path(os.path.abspath(p))) for key, p in paths]
+            paths.append((f"[[project]] {p.name} remote", Path(os.path.abspath(remote))))
+    return paths
 
 
 def own_dirs(app: App) -> list[Path]:
     """pimainteno's own directories (state, database, queue): they must exist before a unit starts,
     or ProtectSystem=strict keeps them read-only (ReadWritePaths=- skips what is missing)."""
-    return list(dict.fromkeys(p for k, p in written_paths(app) if not k.startswith("[[project]]")))
+    return list(dict.fromkeys(p for _, p in _own_paths(app)))
 
 
 def web_configured(app: App) -> bool:
