@@ -60,19 +60,11 @@ def test_no_module_is_over_400_lines() -> None:
 
 
 TESTS = Path(__file__).parent
-# Commands whose tests live elsewhere, and where. A real systemd, a browser or a whole flow is the
-# point of those files; the pipeline commands wait in test_pipeline.py and test_codex_flow.py until
-# the pipeline work settles, then each moves to its own tests/commands/test_<verb>.py.
+# Commands whose tests live elsewhere, and where: a real systemd, a browser or a whole flow (the
+# first hour, the fleet, notifications) is the point of those files.
 TESTED_ELSEWHERE = {
     "add": "commands/test_onboard.py",
     "remove": "commands/test_onboard.py",
-    "apply": "commands/test_pipeline.py",
-    "commit": "commands/test_pipeline.py",
-    "propose": "commands/test_pipeline.py",
-    "push": "commands/test_pipeline.py",
-    "run": "commands/test_pipeline.py",
-    "summarize": "commands/test_pipeline.py",
-    "demo": "commands/test_pipeline.py",
     "dashboard": "dashboard/test_browser.py",
     "heal": "systemd/test_heal.py",
     "watch": "systemd/test_watch.py",

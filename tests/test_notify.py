@@ -148,7 +148,7 @@ def test_invalid_url_is_named_without_its_secrets() -> None:
 
 
 def _configure_run(tmp_path: Path, url: str, *, mode: str = "push", command: list[str] | str | None = None) -> Path:
-    from tests.commands.test_pipeline import RUFF_FIX, configure
+    from tests.commands.project import RUFF_FIX, configure
 
     extra = f'\n[llm.env]\n\n[notify]\nurls = ["{url}"]\ntimeout = 3\n\n[web]\nurl = "http://pi.local:8001"\n'
     repo = configure(tmp_path, mode=mode, command=command or RUFF_FIX, extra=extra)

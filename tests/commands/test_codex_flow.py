@@ -11,7 +11,7 @@ import pytest
 
 from pimainteno import db, errors
 from pimainteno.providers.codex import toml_value
-from tests.commands.test_pipeline import TESTS, fingerprint, toml_list
+from tests.commands.project import TESTS, fingerprint, toml_list
 from tests.conftest import make_repo, run_cli, run_git
 from tests.modelserver import ModelServer, exec_command, failed, hang, message, tokens
 

@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.commands.test_pipeline import configure, database
+from tests.commands.project import configure, database
 from tests.conftest import run_cli, run_git
 
 

@@ -26,8 +26,8 @@ import pytest
 from pimainteno import errors
 from pimainteno.commands.demo import make_sample
 from pimainteno.providers.codex import toml_value
+from tests.commands.project import RUFF_FIX, TESTS, toml_list
 from tests.commands.test_codex_flow import EDIT
-from tests.commands.test_pipeline import RUFF_FIX, TESTS, toml_list
 from tests.conftest import CliResult, run_cli, run_git
 from tests.modelserver import ModelServer, Turn, drop, exec_command, garbage, hang, message
 from tests.soak.helpers import need, one_line_error, repo_state
