@@ -105,6 +105,43 @@ def test_reject_request_marks_only_a_waiting_proposal(tmp_path: Path) -> None:
     )
 
 
+def test_a_reject_that_comes_while_a_proposal_is_applied_waits_and_finds_it_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lifecycle check, `git apply` and the `applied` mark are one write transaction: a Reject
+    drained meanwhile (another process, another connection) cannot land between them."""
+    import threading
+
+    from pimainteno import git
+    from pimainteno.pipeline import land
+
+    app = configure(tmp_path, mode="propose")
+    pid = pipeline.run(app, Request("app")).proposal_id
+    assert pid
+    rejected: list[pipeline.Outcome] = []
+    real_git = git.git
+
+    def reject_meanwhile(repo: object, *args: str, **kw: object) -> str:
+        if args[:2] == ("apply", "--index"):  # the moment the tree is about to change
+            other = App(str(tmp_path / "PiMainteno.toml"))  # the drain's own connection
+            request = Request("app", kind="reject", source="dashboard", proposal_id=pid)
+            worker = threading.Thread(target=lambda: rejected.append(pipeline.reject_proposal(other, request)))
+            worker.start()
+            worker.join(0.5)
+            assert worker.is_alive(), "the reject did not wait for the apply's transaction"
+            reject_meanwhile.worker = worker  # type: ignore[attr-defined]
+        return real_git(repo, *args, **kw)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as patched:
+        patched.setattr(land.git, "git", reject_meanwhile)
+        applied = pipeline.apply_patch(app, None, proposal_id=pid)
+    reject_meanwhile.worker.join(30)  # type: ignore[attr-defined]
+    assert applied.paths == ["demo_app/convert.py"]
+    assert records.get_proposal(app.db, pid).status == "applied"
+    assert rejected and rejected[0].status == "failed" and "applied" in (rejected[0].error or ""), rejected
+    assert run_git(app.project("app").path, "diff", "--cached", "--name-only").split() == ["demo_app/convert.py"]
+
+
 def test_recover_settles_what_a_killed_run_left(tmp_path: Path) -> None:
     app = configure(tmp_path, mode="propose")
     project = app.project("app")

@@ -111,17 +111,24 @@ def apply_patch(app: App, text: str | None, *, project_name: str | None = None, 
     if check_only:
         log.info("%s: the patch passes the policy and applies cleanly (nothing changed: --check)", project.name)
         return Applied(project.name, proposal_id, paths, True)
-    if proposal_id is not None:  # refuse before touching the tree when its lifecycle says no
-        status = records.get_proposal(app.db, proposal_id).status
-        if ProposalStatus.APPLIED not in records.TRANSITIONS[status]:
-            raise records.IllegalTransition(
-                f"proposal #{proposal_id} is {status}; only a waiting or proven proposal can be applied (nothing was changed)"
-            )
-    git.git(project.path, "apply", "--index", "--whitespace=nowarn", "-", input=text)
-    state = {"proposal_id": proposal_id, "paths": paths, "head": git.head(project.path), "at": records.now()}
-    records.set_status(app.db, pending_key(project), json.dumps(state))
-    if proposal_id is not None:
-        records.transition(app.db, proposal_id, ProposalStatus.APPLIED, actor=actor, reason="applied by hand")
+    from pimainteno.db import transaction
+
+    # One write transaction from the lifecycle check to the `applied` mark: a Reject (or a second apply)
+    # waits for it and then finds the proposal applied, instead of landing between the check and the tree.
+    with transaction(app.db):
+        if proposal_id is not None:  # refuse before touching the tree when its lifecycle says no
+            status = records.get_proposal(app.db, proposal_id).status
+            if ProposalStatus.APPLIED not in records.TRANSITIONS[status]:
+                raise records.IllegalTransition(
+                    f"proposal #{proposal_id} is {status}; only a waiting or proven proposal can be applied "
+                    "(nothing was changed)"
+                )
+        git.git(project.path, "apply", "--index", "--whitespace=nowarn", "-", input=text)
+        state = {"proposal_id": proposal_id, "paths": paths, "head": git.head(project.path), "at": records.now()}
+        records.set_status(app.db, pending_key(project), json.dumps(state))
+        if proposal_id is not None:
+            records.transition(app.db, proposal_id, ProposalStatus.APPLIED, actor=actor, reason="applied by hand",
+                               expect=status)  # fmt: skip
     log.info("%s: applied and staged %s: %s", project.name, plural(len(paths), "file"), ", ".join(paths))
     return Applied(project.name, proposal_id, paths, False)
 
