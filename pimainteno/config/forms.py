@@ -108,7 +108,10 @@ def _first_problem(urls: tuple[str, ...]) -> str | None:
         stamp = f"{spec.origin}\0{os.stat(spec.origin).st_mtime_ns}" if spec and spec.origin else None
     except OSError:
         stamp = None
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pimainteno" / "apprise-accepted"
+    try:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pimainteno" / "apprise-accepted"
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry: nowhere to remember, ask every time
+        stamp, cache = None, Path(os.devnull)
     digests = {u: hashlib.sha256(f"{stamp}\0{u}".encode("utf-8", "surrogateescape")).hexdigest() for u in urls}
     try:
         known = cache.read_text().split() if stamp else []

@@ -213,10 +213,13 @@ def propose(
         numstat = git.git(worktree, "diff", "--cached", "--numstat", "HEAD")
     records.set_status(app.db, checked_key(project), head)
     if not diff.strip():
-        left = call.exit_status not in (None, 0) and name == "command"  # e.g. ruff: problems it cannot fix remain
-        more = (
-            f" (it exited {call.exit_status}: problems it cannot fix may remain; run it by hand to see)" if left else ""
-        )
+        more = ""
+        if call.exit_status not in (None, 0) and name == "command":  # problems it cannot fix, or a fixer that failed
+            said = next((line.strip() for line in reversed(call.text.splitlines()) if line.strip()), "")
+            more = f" (it exited {call.exit_status}" + (f": {said[:200]}" if said else "") + ")"
+            if call.llm_call_id is not None:  # what it said, on its llm_calls row (the dashboard shows it)
+                records.update(app.db, "llm_calls", call.llm_call_id,
+                               {"error": f"exited {call.exit_status} and changed nothing: {call.text[-2000:]}"})  # fmt: skip
         log.info("%s: nothing to propose: the %s provider changed nothing%s", project.name, name, more)
         return None
     files, added, removed = [], 0, 0

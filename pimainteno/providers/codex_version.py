@@ -52,7 +52,9 @@ def codex_version(executable: str) -> str | None:
             package = json.loads((script.parent.parent / "package.json").read_text())
         except (OSError, ValueError):
             package = {}
-        version = package.get("version") if isinstance(package, dict) else None
+        if not isinstance(package, dict):
+            package = {}
+        version = package.get("version")
         if package.get("name") == "@openai/codex" and isinstance(version, str) and _VERSION.fullmatch(version):
             return version
     done = procs.run([executable, "--version"], timeout=15)

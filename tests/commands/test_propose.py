@@ -74,3 +74,12 @@ def test_prompt_carries_the_context_within_budget(tmp_path: Path) -> None:
     prompt = log.read_text().split("<<END>>")[0]
     assert "## Why now\n\nfirst" in prompt and "## Project summary" in prompt and "# app" in prompt
     assert len(prompt.encode()) <= 32_000
+
+
+def test_a_fixer_that_fails_and_changes_nothing_says_why_and_it_is_kept(tmp_path: Path) -> None:
+    configure(tmp_path, command="echo 'error: cannot parse ruff.toml: unknown field' >&2; exit 2")
+    result = run_cli("propose", "app")
+    assert result.returncode == 0 and result.stdout == ""
+    assert "changed nothing (it exited 2: error: cannot parse ruff.toml: unknown field)" in result.stderr
+    (error,) = database(tmp_path).execute("select error from llm_calls where purpose = 'patch'").fetchone()
+    assert error.startswith("exited 2 and changed nothing: ") and "cannot parse ruff.toml" in error
