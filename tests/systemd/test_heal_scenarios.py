@@ -252,8 +252,10 @@ def test_a_heal_that_finds_the_project_locked_runs_later(systemd_sandbox: System
     with open(locks / "app.lock", "a") as held:  # another run holds the project
         fcntl.flock(held, fcntl.LOCK_EX)
         start_drain(systemd_sandbox, config, "pm-drain-locked")
-        time.sleep(3)  # the drain meets the lock and waits; nothing is consumed meanwhile
-        assert query(root, "SELECT count(*) FROM triggers") == [(0,)]
+        said = ["journalctl", "-u", "pm-drain-locked.service", "-o", "cat"]
+        wait_for("the drain meeting the lock", lambda: "locked by another run" in systemd_sandbox.run(said).stdout,
+                 every=0.3)  # fmt: skip
+        assert query(root, "SELECT count(*) FROM triggers") == [(0,)]  # nothing consumed while it waits
         assert query(root, "SELECT heal FROM failures") == [("queued",)]
     wait_for("the heal", lambda: query(root, "SELECT status FROM triggers") == [("done",)], timeout=60)
     assert query(root, "SELECT status FROM runs") == [("ok",)]
@@ -278,9 +280,14 @@ def test_watch_survives_a_locked_and_a_deleted_database(systemd_sandbox: Systemd
     )
     path = root / "state" / "pimainteno.db"
     locker = sqlite3.connect(path, isolation_level=None)
-    locker.execute("BEGIN EXCLUSIVE")  # longer than the 15 s busy timeout
+    locker.execute("BEGIN EXCLUSIVE")  # held until the watch gives up waiting (the 15 s busy timeout)
     fail_flaky(systemd_sandbox)
-    time.sleep(20)
+
+    def journal() -> str:
+        return systemd_sandbox.run(["journalctl", "-u", "pm-watch-db.service", "-o", "cat"]).stdout
+
+    wait_for("the watch meeting the lock", lambda: "cannot record failures now" in journal(), timeout=60, every=0.5)
+    assert query(root, "SELECT count(*) FROM failures") == [(0,)]  # kept in memory, not lost, not yet written
     locker.execute("ROLLBACK")
     locker.close()
     wait_for("the failure recorded after the lock", lambda: query(root, "SELECT count(*) FROM failures") == [(1,)],
