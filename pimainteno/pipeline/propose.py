@@ -216,7 +216,8 @@ def propose(
         more = ""
         if call.exit_status not in (None, 0) and name == "command":  # problems it cannot fix, or a fixer that failed
             said = next((line.strip() for line in reversed(call.text.splitlines()) if line.strip()), "")
-            more = f" (it exited {call.exit_status}" + (f": {said[:200]}" if said else "") + ")"
+            why = said[:200] or "problems it cannot fix may remain; run it by hand to see"
+            more = f" (it exited {call.exit_status}: {why})"
             if call.llm_call_id is not None:  # what it said, on its llm_calls row (the dashboard shows it)
                 records.update(app.db, "llm_calls", call.llm_call_id,
                                {"error": f"exited {call.exit_status} and changed nothing: {call.text[-2000:]}"})  # fmt: skip

@@ -92,6 +92,10 @@ def test_install_enable_sets_everything_up_and_is_idempotent(installed: tuple[Sy
 
 def test_the_timers_service_runs_the_pipeline(setup: Setup) -> None:
     sandbox, root, _ = setup
+    repo = root / "demo-app"  # something for ruff (the fixer) to fix, whatever this worker's other tests fixed
+    (repo / "demo_app" / "units.py").write_text("import os\n\nKELVIN = 273.15\n")
+    git(repo, "add", "demo_app/units.py")
+    git(repo, "commit", "-qm", "Add the kelvin offset")
     sandbox.systemctl("start", "pimainteno-run@app.service")  # a oneshot: returns when the run is over
     (run,) = query(root, "SELECT id, trigger, status, steps, commit_sha FROM runs WHERE trigger = 'timer'")
     assert run[1:3] == ("timer", "ok"), journal(sandbox, "pimainteno-run@app.service")
@@ -108,7 +112,8 @@ def test_a_trigger_in_the_queue_starts_the_drain(setup: Setup) -> None:
     (trigger,) = wait_for("the drain", lambda: query(
         root, "SELECT source, reason, status, detail FROM triggers WHERE reason = 'from the test' AND status != 'queued'"
     ))  # fmt: skip
-    assert trigger == ("cli", "from the test", "done", "nothing")
+    # the run's own result depends on what the module's other tests left on this worker: nothing, or a fix
+    assert trigger[:3] == ("cli", "from the test", "done") and trigger[3] in ("nothing", "ok"), trigger
     wait_for("an empty queue", lambda: not list((root / "state" / "queue").glob("*.json")))
 
 
