@@ -260,7 +260,7 @@ def event_for(app: App, unit: str, env: dict[str, str] | None = None) -> Failure
             unit=unit, active_state="failed", sub_state="failed", result=env["MONITOR_SERVICE_RESULT"],
             exit_code=env.get("MONITOR_EXIT_CODE", ""), exit_status=_exit_status(env.get("MONITOR_EXIT_STATUS", "")),
             invocation_id=env.get("MONITOR_INVOCATION_ID", ""), detected_at=now, detected_wall=wall,
-            failed_at=_failed_at(app, unit),
+            failed_at=_failed_at(app, unit, env.get("MONITOR_INVOCATION_ID", "")),
         )  # fmt: skip
     from pimainteno.systemd import unit_state
 
@@ -274,15 +274,17 @@ def event_for(app: App, unit: str, env: dict[str, str] | None = None) -> Failure
     )  # fmt: skip
 
 
-def _failed_at(app: App, unit: str) -> float:
-    """When systemd saw ``unit`` go down (epoch seconds), 0.0 when it cannot say: OnFailure= starts us
-    a moment after, later on a loaded machine, and a run's restart owns a failure by its time."""
+def _failed_at(app: App, unit: str, invocation: str) -> float:
+    """When systemd saw ``unit``'s run ``invocation`` go down (epoch seconds), 0.0 when it cannot say:
+    OnFailure= starts us a moment after, later on a loaded machine, and a run's restart owns a failure
+    by its time. A unit started again since then is another run: its time is not this failure's."""
     from pimainteno.systemd import unit_state
 
     try:
-        return float(unit_state(unit, user=app.config.monitor.user)["FailedAt"])
+        state = unit_state(unit, user=app.config.monitor.user)
     except (PimaintenoError, OSError):
         return 0.0
+    return float(state["FailedAt"]) if invocation and state["InvocationID"] == invocation else 0.0
 
 
 def record_probe_failure(app: App, project: Project, probe: Probe) -> Recorded | None:

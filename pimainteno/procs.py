@@ -298,7 +298,8 @@ def _pipe_holders(inodes: set[int]) -> set[int]:
 # --- the user's commands ---------------------------------------------------------------------------
 
 
-NOT_FOUND = 127  # the exit status a shell gives a command it could not find (or not run)
+NOT_FOUND = 127  # the exit status a shell gives a command it could not find
+DID_NOT_START = (126, NOT_FOUND)  # ... or found but could not execute (not executable, a bad interpreter)
 
 
 @dataclass

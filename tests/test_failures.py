@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 from pathlib import Path
 
@@ -92,3 +93,56 @@ def test_a_restart_whose_run_died_owns_no_failure(tmp_path: Path) -> None:
     records.update_run(app.db, run_id, pid=2**22 + 1)  # above pid_max: no such process
     records.announce_restart(app.db, "pm-x.service", run_id, time.time() + 60)
     assert records.restarting_run(app.db, "pm-x.service") is None
+
+
+def test_the_window_ends_at_the_verdict_and_a_second_restart_of_the_run_widens_it(tmp_path: Path) -> None:
+    write_config(tmp_path, '[systemd_monitor]\nunits = ["pm-x.service"]\n')
+    app = App()
+    run_id = records.start_run(app.db, project="app", trigger="manual")
+    records.announce_restart(app.db, "pm-x.service", run_id, time.time() + 60)
+    first_crash = time.time()
+    verdict = first_crash + 1
+    records.end_restart(app.db, "pm-x.service", at=verdict)  # written later than the verdict (a busy database)
+    assert records.restarting_run(app.db, "pm-x.service", at=verdict + 0.5) is None  # after the verdict: new
+    # the run rolls back and restarts again: the first restart's crash, seen only now, is still the run's
+    records.announce_restart(app.db, "pm-x.service", run_id, time.time() + 60)
+    assert records.restarting_run(app.db, "pm-x.service", at=first_crash) == run_id
+    other = records.start_run(app.db, project="app", trigger="manual")  # another run: its own window
+    records.announce_restart(app.db, "pm-x.service", other, time.time() + 60)
+    assert records.restarting_run(app.db, "pm-x.service", at=first_crash) is None
+
+
+def test_a_restart_without_a_verdict_claims_nothing(tmp_path: Path, monkeypatch) -> None:
+    """A D-Bus error or SIGTERM during the restart check: a failure seen afterwards is healed, not the run's."""
+    import pytest
+
+    from pimainteno.errors import ToolError
+
+    restarting = importlib.import_module("pimainteno.pipeline.restart")  # the package's `restart` is the function
+
+    repo = make_repo(tmp_path / "app")
+    write_config(tmp_path, f'[[project]]\nname = "app"\npath = "{repo}"\nunit = "pm-x.service"\n')
+    app = App()
+    run_id = records.start_run(app.db, project="app", trigger="manual")
+
+    def no_verdict(*args: object, **kw: object) -> None:
+        assert records.restarting_run(app.db, "pm-x.service") == run_id  # announced while it restarts
+        raise ToolError("systemd went away")
+
+    monkeypatch.setattr(restarting, "restart", no_verdict)
+    with pytest.raises(ToolError):
+        restarting._restart(app, app.config.project("app"), run_id)
+    assert records.restarting_run(app.db, "pm-x.service") is None
+    assert records.status_value(app.db, records.RESTARTING + "pm-x.service") is None
+
+
+def test_on_failure_dates_a_failure_only_by_its_own_invocation(tmp_path: Path, monkeypatch) -> None:
+    from pimainteno import failures, systemd
+
+    write_config(tmp_path, '[systemd_monitor]\nunits = ["pm-x.service"]\n')
+    app = App()
+    state = {"InvocationID": "b" * 32, "FailedAt": 1234.5}
+    monkeypatch.setattr(systemd, "unit_state", lambda unit, user=False: state)
+    assert failures._failed_at(app, "pm-x.service", "b" * 32) == 1234.5
+    assert failures._failed_at(app, "pm-x.service", "a" * 32) == 0.0  # started again since: not this failure's time
+    assert failures._failed_at(app, "pm-x.service", "") == 0.0

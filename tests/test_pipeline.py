@@ -142,6 +142,28 @@ def test_a_reject_that_comes_while_a_proposal_is_applied_waits_and_finds_it_appl
     assert run_git(app.project("app").path, "diff", "--cached", "--name-only").split() == ["demo_app/convert.py"]
 
 
+def test_an_apply_the_database_does_not_take_leaves_the_tree_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    app = configure(tmp_path, mode="propose")
+    repo = app.project("app").path
+    pid = pipeline.run(app, Request("app")).proposal_id
+    assert pid
+    before = run_git(repo, "status", "--porcelain"), (repo / "demo_app" / "convert.py").read_text()
+
+    def full(*args: object, **kw: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(records, "transition", full)
+        with pytest.raises(sqlite3.OperationalError):
+            pipeline.apply_patch(app, None, proposal_id=pid)
+    assert (run_git(repo, "status", "--porcelain"), (repo / "demo_app" / "convert.py").read_text()) == before
+    assert records.get_proposal(app.db, pid).status == "proposed"
+
+
 def test_recover_settles_what_a_killed_run_left(tmp_path: Path) -> None:
     app = configure(tmp_path, mode="propose")
     project = app.project("app")

@@ -108,8 +108,9 @@ def _first_problem(urls: tuple[str, ...]) -> str | None:
         stamp = f"{spec.origin}\0{os.stat(spec.origin).st_mtime_ns}" if spec and spec.origin else None
     except OSError:
         stamp = None
-    try:
-        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pimainteno" / "apprise-accepted"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    try:  # a relative XDG_CACHE_HOME is to be ignored (the XDG base directory specification)
+        cache = (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "pimainteno" / "apprise-accepted"
     except (RuntimeError, KeyError):  # no HOME and no passwd entry: nowhere to remember, ask every time
         stamp, cache = None, Path(os.devnull)
     digests = {u: hashlib.sha256(f"{stamp}\0{u}".encode("utf-8", "surrogateescape")).hexdigest() for u in urls}
@@ -126,7 +127,8 @@ def _first_problem(urls: tuple[str, ...]) -> str | None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             part = cache.with_name(f".{cache.name}.{os.getpid()}")
-            part.write_text("".join(f"{d}\n" for d in kept))
+            with open(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+                out.write("".join(f"{d}\n" for d in kept))
             part.replace(cache)
         except OSError:
             pass

@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pimainteno import git, records
-from pimainteno.errors import SEE_DOCTOR, InputError, PatchRejected, ToolError
+from pimainteno.errors import SEE_DOCTOR, InputError, PatchRejected, PimaintenoError, ToolError
 from pimainteno.records import ProposalStatus
 from pimainteno.words import plural
 
@@ -115,20 +116,28 @@ def apply_patch(app: App, text: str | None, *, project_name: str | None = None, 
 
     # One write transaction from the lifecycle check to the `applied` mark: a Reject (or a second apply)
     # waits for it and then finds the proposal applied, instead of landing between the check and the tree.
-    with transaction(app.db):
-        if proposal_id is not None:  # refuse before touching the tree when its lifecycle says no
-            status = records.get_proposal(app.db, proposal_id).status
-            if ProposalStatus.APPLIED not in records.TRANSITIONS[status]:
-                raise records.IllegalTransition(
-                    f"proposal #{proposal_id} is {status}; only a waiting or proven proposal can be applied "
-                    "(nothing was changed)"
-                )
-        git.git(project.path, "apply", "--index", "--whitespace=nowarn", "-", input=text)
-        state = {"proposal_id": proposal_id, "paths": paths, "head": git.head(project.path), "at": records.now()}
-        records.set_status(app.db, pending_key(project), json.dumps(state))
-        if proposal_id is not None:
-            records.transition(app.db, proposal_id, ProposalStatus.APPLIED, actor=actor, reason="applied by hand",
-                               expect=status)  # fmt: skip
+    staged = False
+    try:
+        with transaction(app.db):
+            if proposal_id is not None:  # refuse before touching the tree when its lifecycle says no
+                status = records.get_proposal(app.db, proposal_id).status
+                if ProposalStatus.APPLIED not in records.TRANSITIONS[status]:
+                    raise records.IllegalTransition(
+                        f"proposal #{proposal_id} is {status}; only a waiting or proven proposal can be applied "
+                        "(nothing was changed)"
+                    )
+            git.git(project.path, "apply", "--index", "--whitespace=nowarn", "-", input=text)
+            staged = True
+            state = {"proposal_id": proposal_id, "paths": paths, "head": git.head(project.path), "at": records.now()}
+            records.set_status(app.db, pending_key(project), json.dumps(state))
+            if proposal_id is not None:
+                records.transition(app.db, proposal_id, ProposalStatus.APPLIED, actor=actor,
+                                   reason="applied by hand", expect=status)  # fmt: skip
+    except BaseException:
+        if staged:  # the database did not take it (full, killed): the touched files go back as they were
+            with contextlib.suppress(PimaintenoError):
+                git.git(project.path, "apply", "-R", "--index", "--whitespace=nowarn", "-", input=text)
+        raise
     log.info("%s: applied and staged %s: %s", project.name, plural(len(paths), "file"), ", ".join(paths))
     return Applied(project.name, proposal_id, paths, False)
 

@@ -21,10 +21,8 @@ never fails a run nor rolls anything back.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -54,6 +52,7 @@ class Restarted:
     detail: str
     duration_s: float
     start_limited: bool = False  # systemd refused to start it (its start limit): says nothing about a change
+    verdict_at: float = 0.0  # epoch seconds of the last look at the unit (state, probe) the verdict rests on
 
     @property
     def outcome(self) -> str:
@@ -84,11 +83,12 @@ def restart(app: App, unit: str, project: Project | None = None, *, run_id: int 
         healthy, duration = checked.ok, duration + checked.seconds
         detail = records.scrub(f"{detail}; {checked.detail}")  # a probe URL may carry a token
     outcome = "healthy" if healthy else "start-limited" if result.start_limited else "unhealthy"
+    verdict_at = time.time()
     records.finish_restart(app.db, row_id, outcome, active_state=result.active_state, result=result.result,
                            detail=detail)  # fmt: skip
     (log.info if healthy else log.warning)("%s: %s", unit, detail)
     return Restarted(row_id, unit, project.name if project else None, healthy, result.active_state, result.result,
-                     detail, round(duration, 3), result.start_limited)  # fmt: skip
+                     detail, round(duration, 3), result.start_limited, verdict_at)  # fmt: skip
 
 
 def probe_after_restart(app: App, unit: str, project: Project, settle: float) -> Probe:
@@ -130,21 +130,21 @@ def why_not_restart(app: App, project: Project) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def _announced(app: App, unit: str, run_id: int, probing: float = 0.0) -> Iterator[None]:
-    """Tell `watch` and `heal` that a failure of ``unit`` now is this run's to handle (no second heal)."""
-    mon = app.config.monitor
-    records.announce_restart(app.db, unit, run_id, time.time() + mon.restart_timeout + mon.settle + probing + 30)
-    try:
-        yield
-    finally:
-        records.end_restart(app.db, unit)
-
-
 def _restart(app: App, project: Project, run_id: int) -> Restarted:
-    probing = max(app.config.monitor.settle, project.health_timeout) if project.health else 0.0
-    with _announced(app, project.unit, run_id, probing):
-        return restart(app, project.unit, project, run_id=run_id)
+    """Restart the project's unit, telling `watch` and `heal` that a failure of it meanwhile is this run's
+    to handle (no second heal): from the announcement to the verdict, judged by systemd's time of the failure."""
+    mon = app.config.monitor
+    probing = max(mon.settle, project.health_timeout) if project.health else 0.0
+    records.announce_restart(
+        app.db, project.unit, run_id, time.time() + mon.restart_timeout + mon.settle + probing + 30
+    )
+    try:
+        done = restart(app, project.unit, project, run_id=run_id)
+    except BaseException:  # no verdict (a D-Bus error, SIGTERM): a failure now is nobody's yet, so it is healed
+        records.withdraw_restart(app.db, project.unit)
+        raise
+    records.end_restart(app.db, project.unit, at=done.verdict_at)
+    return done
 
 
 def restart_after_push(app: App, project: Project, rec: Recorder, out: RunOutcome) -> RunOutcome:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pimainteno import git, proof, records, sandbox
 from pimainteno.errors import SEE_DOCTOR, PatchRejected, ToolError, ValidationFailed
-from pimainteno.procs import NOT_FOUND, CommandResult, tail
+from pimainteno.procs import DID_NOT_START, CommandResult, tail
 from pimainteno.records import ProposalStatus
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def validate(app: App, project: Project, proposal: records.Proposal, *, actor: s
         except proof.RepositoryChanged as e:
             records.transition(app.db, proposal.id, ProposalStatus.REJECTED, actor=actor, reason=str(e))
             raise proof.RepositoryChanged(f"proposal #{proposal.id} rejected: {e}; nothing of it lands") from None
-    if proven.failure and (proven.result.error or proven.result.exit_status == NOT_FOUND):
+    if proven.failure and (proven.result.error or proven.result.exit_status in DID_NOT_START):
         # The tests did not run: a set-up problem, not a verdict on the change. `failed`, so the memory
         # of failed fixes does not hold it against the same change once the set-up is fixed.
         said = proven.result.error or tail(proven.result.output, 200).strip()

@@ -14,7 +14,7 @@ from pathlib import Path
 from pimainteno import git
 from pimainteno.config import Project
 from pimainteno.errors import ConfigError
-from pimainteno.procs import NOT_FOUND, argv_for, run_command, tail
+from pimainteno.procs import DID_NOT_START, argv_for, run_command, tail
 from pimainteno.providers.call import Call
 from pimainteno.providers.prompts import fallback_subject
 
@@ -49,7 +49,7 @@ class CommandProvider:
             return Call(outcome="error", error=result.error)
         if result.timed_out:
             return Call(outcome="timeout", error=f"fixer timed out after {self.timeout:g}s")
-        if result.exit_status == NOT_FOUND:  # the shell did not find it: not "nothing to propose"
+        if result.exit_status in DID_NOT_START:  # the shell could not run it: not "nothing to propose"
             return Call(outcome="error", error=f"the fixer did not start: {tail(result.output, 300).strip()}")
         # Fixers exit non-zero when problems remain that they cannot fix; the diff is what counts.
         return Call(text=tail(result.output, 4000), exit_status=result.exit_status)

@@ -117,23 +117,33 @@ def end_heal(db: sqlite_utils.Database, failure_id: int, run_id: int, run_status
 RESTARTING = "restarting."  # status key prefix while a run restarts a unit (value: run id, its window)
 
 
-def announce_restart(db: sqlite_utils.Database, unit: str, run_id: int, until: float) -> None:
-    """Until ``until`` (epoch seconds) or end_restart, a failure of ``unit`` is run ``run_id``'s to handle."""
-    set_status(db, RESTARTING + unit, json.dumps({"run_id": run_id, "since": time.time(), "until": until}))
-
-
-def end_restart(db: sqlite_utils.Database, unit: str) -> None:
-    """The run's restart check is over: failures from now on are new, but one that happened within the
-    window and reaches the watcher late (a loaded machine) is still the run's (``restarting_run(at=...)``)."""
-    raw = status_value(db, RESTARTING + unit)
+def _window(db: sqlite_utils.Database, unit: str) -> dict[str, Any]:
     try:
-        value = dict(json.loads(raw or ""))
+        value = json.loads(status_value(db, RESTARTING + unit) or "")
     except (ValueError, TypeError):
-        value = {}
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def announce_restart(db: sqlite_utils.Database, unit: str, run_id: int, until: float) -> None:
+    """Until ``until`` (epoch seconds) or end_restart, a failure of ``unit`` is run ``run_id``'s to handle.
+
+    The same run restarting the unit again (after its rollback) widens its window: a crash of the first
+    restart that the watcher sees only now is still this run's."""
+    before = _window(db, unit)
+    since = before.get("since") if before.get("run_id") == run_id else None
+    since = float(since) if isinstance(since, (int, float)) else time.time()
+    set_status(db, RESTARTING + unit, json.dumps({"run_id": run_id, "since": since, "until": until}))
+
+
+def end_restart(db: sqlite_utils.Database, unit: str, *, at: float | None = None) -> None:
+    """The run's restart check gave its verdict at ``at`` (epoch seconds; None: now): a failure after it is
+    new, one within the window that reaches the watcher late (a loaded machine) is still the run's."""
+    value = _window(db, unit)
     if "run_id" not in value:
         withdraw_restart(db, unit)
         return
-    set_status(db, RESTARTING + unit, json.dumps({**value, "until": time.time(), "ended": True}))
+    set_status(db, RESTARTING + unit, json.dumps({**value, "until": time.time() if at is None else at, "ended": True}))
 
 
 def withdraw_restart(db: sqlite_utils.Database, unit: str) -> None:

@@ -83,3 +83,12 @@ def test_a_fixer_that_fails_and_changes_nothing_says_why_and_it_is_kept(tmp_path
     assert "changed nothing (it exited 2: error: cannot parse ruff.toml: unknown field)" in result.stderr
     (error,) = database(tmp_path).execute("select error from llm_calls where purpose = 'patch'").fetchone()
     assert error.startswith("exited 2 and changed nothing: ") and "cannot parse ruff.toml" in error
+
+
+def test_a_fixer_that_is_not_executable_did_not_start(tmp_path: Path) -> None:
+    fixer = tmp_path / "fixer.sh"
+    fixer.write_text("#!/bin/sh\nexit 0\n")  # mode 0644: the shell finds it but cannot run it (126)
+    configure(tmp_path, command=str(fixer))
+    result = run_cli("propose", "app")
+    assert result.returncode == errors.TOOL_FAILED, result.stderr
+    assert "the fixer did not start" in result.stderr and "Permission denied" in result.stderr
