@@ -318,6 +318,7 @@ class SystemdSandbox:
         self._proc: subprocess.Popen[bytes] | None = None
         self._cgroup: Path | None = None
         self._pidns: int | None = None
+        self._pidns_fd: int | None = None  # keeps the namespace (and so its inode number) ours until stop()
         self._canary: Path | None = None
         self._console: list[bytes] = []
         self._pty: tuple[int, int] | None = None
@@ -373,7 +374,8 @@ class SystemdSandbox:
             argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, start_new_session=True
         )
         self.pid = self._wait_for_init()
-        self._pidns = os.stat(f"/proc/{self.pid}/ns/pid").st_ino
+        self._pidns_fd = os.open(f"/proc/{self.pid}/ns/pid", os.O_RDONLY)
+        self._pidns = os.fstat(self._pidns_fd).st_ino
         self._wait_until_running()
         self._check_canary("boot")
 
@@ -387,13 +389,22 @@ class SystemdSandbox:
             try:
                 proc.wait(timeout=self.stop_timeout if self.pid is not None else 0.5)
             except subprocess.TimeoutExpired:
-                for pid in (self.pid, proc.pid):  # unshare --kill-child takes PID 1 along anyway
-                    if pid:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+                if (
+                    self.pid
+                ):  # PID 1 only: unshare reaps it and exits (killed too, PID 1 would wait for the host's init)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(self.pid, signal.SIGKILL)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
         self._remove_cgroup()
         self.leftover_pids = self._wait_for_empty_namespace(timeout=15)
+        if self._pidns_fd is not None:  # held from boot: the namespace's inode could not be reused meanwhile
+            os.close(self._pidns_fd)
+            self._pidns_fd = None
         self._close_console()
         self.pid = None
         self._check_canary("shutdown")

@@ -419,7 +419,8 @@ def test_an_accepted_notify_url_is_not_asked_of_apprise_again(tmp_path: Path) ->
     path.write_text(f"[notify]\nurls = ['json://127.0.0.1:9/hook?token={token}']\n")
 
     def loads_apprise() -> bool:
-        done = subprocess.run([sys.executable, "-c", LOADS_APPRISE, str(path)], capture_output=True, text=True)
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}  # this checkout, wherever pytest runs from
+        done = subprocess.run([sys.executable, "-c", LOADS_APPRISE, str(path)], capture_output=True, text=True, env=env)
         assert done.returncode == 0, done.stderr
         return done.stdout.strip() == "True"
 

@@ -60,6 +60,20 @@ def workdir(name: str) -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def service_workdir(
+    sandbox: SystemdSandbox, name: str, units: tuple[str, ...] = ("demo-app.service",)
+) -> Iterator[Path]:
+    """`workdir` for tests of a service: the tests of a module share one sandbox, and a test that failed
+    midway must not leave its service running (from a directory about to go) for the next one."""
+    with workdir(name) as root:
+        try:
+            yield root
+        finally:
+            sandbox.systemctl("stop", *units, check=False)
+            sandbox.systemctl("reset-failed", *units, check=False)
+
+
 def git(repo: Path, *args: str) -> str:
     """git as a user of the project would run it (their own identity)."""
     who = ["-c", "user.name=Project Owner", "-c", "user.email=owner@example.com"]

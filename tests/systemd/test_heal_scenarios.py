@@ -19,7 +19,7 @@ import pytest
 
 from pimainteno import queue
 from tests.sandbox import REPO, SystemdSandbox
-from tests.systemd.project import PY, git, make_project, pm, query, service_unit, wait_for, workdir
+from tests.systemd.project import PY, git, make_project, pm, query, service_unit, service_workdir, wait_for
 
 pytestmark = pytest.mark.systemd
 
@@ -28,8 +28,8 @@ BREAK = 'raise SystemExit("fatal: settings file is missing")  # BREAK\nwhile Tru
 
 
 @pytest.fixture
-def root() -> Iterator[Path]:
-    with workdir("heal") as path:
+def root(systemd_sandbox: SystemdSandbox) -> Iterator[Path]:
+    with service_workdir(systemd_sandbox, "heal") as path:
         yield path
 
 

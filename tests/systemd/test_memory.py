@@ -10,14 +10,14 @@ import pytest
 
 from pimainteno import errors
 from tests.sandbox import SystemdSandbox
-from tests.systemd.project import git, make_project, pm, query, service_unit, workdir
+from tests.systemd.project import git, make_project, pm, query, service_unit, service_workdir
 
 pytestmark = pytest.mark.systemd
 
 
 @pytest.fixture
-def root() -> Iterator[Path]:
-    with workdir("memory") as path:
+def root(systemd_sandbox: SystemdSandbox) -> Iterator[Path]:
+    with service_workdir(systemd_sandbox, "memory") as path:
         yield path
 
 

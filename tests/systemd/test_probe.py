@@ -14,7 +14,7 @@ import pytest
 
 from pimainteno import errors
 from tests.sandbox import REPO, SystemdSandbox
-from tests.systemd.project import PY, git, make_project, pm, query, service_unit, wait_for, workdir
+from tests.systemd.project import PY, git, make_project, pm, query, service_unit, service_workdir, wait_for
 
 pytestmark = pytest.mark.systemd
 SECRET = "sk-probe-test-0123456789abcdef"
@@ -80,8 +80,8 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 
 
 @pytest.fixture
-def root() -> Iterator[Path]:
-    with workdir("probe") as path:
+def root(systemd_sandbox: SystemdSandbox) -> Iterator[Path]:
+    with service_workdir(systemd_sandbox, "probe") as path:
         yield path
 
 

@@ -10,14 +10,14 @@ import pytest
 
 from pimainteno import errors
 from tests.sandbox import REPO, SystemdSandbox
-from tests.systemd.project import PY, git, make_project, pm, query, service_unit, wait_for, workdir
+from tests.systemd.project import PY, git, make_project, pm, query, service_unit, service_workdir, wait_for
 
 pytestmark = pytest.mark.systemd
 
 
 @pytest.fixture
-def root() -> Iterator[Path]:
-    with workdir("restart") as path:
+def root(systemd_sandbox: SystemdSandbox) -> Iterator[Path]:
+    with service_workdir(systemd_sandbox, "restart") as path:
         yield path
 
 
