@@ -188,8 +188,9 @@ def _changed_files(worktree: Path) -> list[str]:
 
 def _settings(worktree: Path) -> dict[str, str]:
     """What in the repository's own directory decides what git runs: config, hooks, attributes."""
-    common = Path(git(worktree, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
-    own = Path(git(worktree, "rev-parse", "--absolute-git-dir").strip())
+    common_dir, own_dir = git(worktree, "rev-parse", "--path-format=absolute", "--git-common-dir",
+                              "--absolute-git-dir").splitlines()[:2]  # fmt: skip
+    common, own = Path(common_dir), Path(own_dir)
     files = [d / name for d in {common, own} for name in ("config", "config.worktree", "info/attributes")]
     hooks = common / "hooks"
     files += sorted(hooks.iterdir()) if hooks.is_dir() else []

@@ -153,7 +153,9 @@ def commit_validated(app: App, project: Project, proposal: records.Proposal, val
     must be the one the tests proved; no worktree's content is ever committed.
     """
     subject = records.commit_subject_of(app.db, proposal.id)  # the patch call's own subject: no second call
-    if not subject:  # fixers, hand patches, a missing answer: ask for one, in a worktree holding the change
+    if not subject and app.config.provider_for(project) == "command":  # a fixer's subject is made from the diff
+        subject = commit_subject(app, project, project.path, proposal.diff, proposal.files, run_id)
+    elif not subject:  # hand patches, a missing answer: ask the model, in a worktree holding the change
         with git.temporary_worktree(project.path, app.state_dir, f"{project.name}-commit", rev=validated.head) as wt:
             git.git(wt, "apply", "--index", "--whitespace=nowarn", "-", input=validated.patch)
             subject = commit_subject(app, project, wt, proposal.diff, proposal.files, run_id)
