@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shlex
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -39,9 +38,12 @@ SAMPLE = {
 }
 
 
-def _git(*args: str, cwd: Path) -> None:
-    env_id = ["-c", "user.name=pimainteno demo", "-c", "user.email=demo@localhost", "-c", "init.defaultBranch=main"]
-    subprocess.run(["git", *env_id, *args], cwd=cwd, check=True, capture_output=True, text=True)
+def _git(*args: str, cwd: Path) -> str:
+    """git in ``cwd`` as the demo's own author, bounded like every git call (a failure is one line)."""
+    from pimainteno import git
+
+    who = ("-c", "user.name=pimainteno demo", "-c", "user.email=demo@localhost", "-c", "init.defaultBranch=main")
+    return git.git(cwd, *who, *args)
 
 
 def make_sample(root: Path) -> tuple[Path, Path]:
@@ -106,11 +108,9 @@ def demo(directory: Path | None, verbosity: int = 0) -> int:
         proposal = records.get_proposal(app.db, outcome.proposal_id)
         say(f"3. Proposal #{proposal.id} ({proposal.status}), proven by the sample's tests in a clean worktree:\n")
         say(proposal.diff)
-    log = subprocess.run(["git", "log", "-1", "--format=%h %s%n%n%b"], cwd=repo, capture_output=True, text=True)
-    say("4. The commit:\n\n   " + "\n   ".join(log.stdout.strip().splitlines()) + "\n")
-    pushed = subprocess.run(["git", "--git-dir", str(remote), "log", "-1", "--format=%h %s", "main"],
-                            capture_output=True, text=True)  # fmt: skip
-    say(f"5. The remote's main is now: {pushed.stdout.strip()}\n")
+    log = _git("log", "-1", "--format=%h %s%n%n%b", cwd=repo)
+    say("4. The commit:\n\n   " + "\n   ".join(log.strip().splitlines()) + "\n")
+    say(f"5. The remote's main is now: {_git('log', '-1', '--format=%h %s', 'main', cwd=remote).strip()}\n")
     say(f"Result: {outcome.line()}\n")
     say("Next, try:")
     beside = Path(sys.executable).parent / "pimainteno"
